@@ -1,0 +1,3 @@
+from qbo_attach.cli import main
+
+main()

@@ -1,0 +1,86 @@
+"""The package's exceptions.
+
+Every error the tool raises on purpose derives from ``QboAttachError``::
+
+    QboAttachError
+    ├── UsageError        bad option, configuration or input file (exit 2)
+    │   └── InputError    a CSV that cannot be used: names file, row, column
+    ├── LockError         another uploader holds the run log (exit 2)
+    └── RemoteError       the QBO API answered with something unusable
+        ├── TransientError  worth retrying: 429, 5xx, connection trouble
+        └── PermanentError  the remote refused this request: a Fault, 4xx
+
+Library errors (``OSError``, ``csv.Error``, ``httpx.HTTPError``) are turned into
+these at the boundary of the module that meets them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class QboAttachError(Exception):
+    """Base of every error raised by qbo-attach on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(QboAttachError):
+    """Bad option, configuration or input; the message says what to do."""
+
+    exit_code = 2
+
+
+class InputError(UsageError):
+    """An input file that cannot be used, located to the file, row and column."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        problem: str,
+        *,
+        row: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.row = row
+        self.column = column
+        where = str(path)
+        if row is not None:
+            where += f", row {row}"
+        if column is not None:
+            where += f", column {column!r}"
+        super().__init__(f"{where}: {problem}")
+
+
+class LockError(QboAttachError):
+    """Another process is writing the same run log."""
+
+    exit_code = 2
+
+
+class RemoteError(QboAttachError):
+    """The QBO API answered with an error."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        error_code: str = "",
+        intuit_tid: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.error_code = error_code
+        self.intuit_tid = intuit_tid
+        self.retry_after = retry_after
+
+
+class TransientError(RemoteError):
+    """A failure that may pass: throttling, server trouble, a lost connection."""
+
+
+class PermanentError(RemoteError):
+    """The remote refused the request; sending it again gives the same answer."""

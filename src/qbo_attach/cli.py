@@ -1,0 +1,609 @@
+"""The ``qbo-attach`` command line: options and output, nothing else.
+
+Each command turns its options into ``Settings`` and calls one library
+function; errors from the package become a message and the exit code of
+DESIGN.md (2 for bad usage or input, 1 when items failed, 130 on Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from qbo_attach import __version__, demo, mapping, runlog, verify
+from qbo_attach.errors import QboAttachError
+from qbo_attach.fake.app import FaultSettings
+from qbo_attach.ids import DEFAULT_LEGACY_ID_PREFIX
+from qbo_attach.inventory import InventoryStats, write_inventory
+from qbo_attach.layout import Layout
+from qbo_attach.qbo.client import open_client
+from qbo_attach.settings import (
+    DEFAULT_LAYOUT,
+    DEFAULT_TARGET,
+    FAKE_REALM_ID,
+    Settings,
+)
+from qbo_attach.upload import UploadOptions, UploadSummary, upload
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+console = Console(highlight=False)
+
+
+class Cli(click.Group):
+    """Turns the package's errors into a message and their exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except QboAttachError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted; everything finished so far is recorded", err=True)
+            ctx.exit(130)
+
+
+def settings_options(command: F) -> F:
+    """Add the options that override DESIGN.md's environment variables."""
+    options = [
+        click.option(
+            "--data-dir",
+            envvar="DATA_DIR",
+            default="data",
+            show_default=True,
+            type=click.Path(path_type=Path),
+            help="Inventory, mapping, fake state.",
+        ),
+        click.option(
+            "--files-dir",
+            envvar="FILES_DIR",
+            default="files",
+            show_default=True,
+            type=click.Path(path_type=Path),
+            help="The legacy Attach tree.",
+        ),
+        click.option(
+            "--log-dir",
+            envvar="LOG_DIR",
+            default="logs",
+            show_default=True,
+            type=click.Path(path_type=Path),
+            help="Verification and run logs.",
+        ),
+        click.option(
+            "--target",
+            envvar="QBO_TARGET",
+            default=DEFAULT_TARGET,
+            show_default=True,
+            help="fake (in-process), or a base URL such as http://127.0.0.1:8765.",
+        ),
+        click.option(
+            "--realm-id",
+            envvar="QBO_REALM_ID",
+            default=FAKE_REALM_ID,
+            show_default=True,
+            help="The QBO company id.",
+        ),
+        click.option(
+            "--legacy-id-prefix",
+            envvar="LEGACY_ID_PREFIX",
+            default=DEFAULT_LEGACY_ID_PREFIX,
+            show_default=True,
+            help="Prefix the legacy tree's ids carry and the mapping's do not.",
+        ),
+        click.option(
+            "--files-layout",
+            envvar="FILES_LAYOUT",
+            default=DEFAULT_LAYOUT,
+            show_default=True,
+            help="Path pattern of the legacy tree.",
+        ),
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        settings = Settings(
+            data_dir=kwargs.pop("data_dir"),
+            files_dir=kwargs.pop("files_dir"),
+            log_dir=kwargs.pop("log_dir"),
+            target=kwargs.pop("target"),
+            realm_id=kwargs.pop("realm_id"),
+            legacy_id_prefix=kwargs.pop("legacy_id_prefix"),
+            files_layout=kwargs.pop("files_layout"),
+        )
+        show_target(settings)
+        return command(settings=settings, **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper  # type: ignore[return-value]
+
+
+def fake_options(command: F) -> F:
+    """Fault injection for the in-process fake; ignored by other targets."""
+    options = [
+        click.option(
+            "--failure-rate",
+            envvar="QBO_FAKE_FAILURE_RATE",
+            default=0.0,
+            type=click.FloatRange(0, 1),
+            show_default=True,
+            help="In-process fake: share of requests that fail transiently.",
+        ),
+        click.option(
+            "--latency-ms",
+            envvar="QBO_FAKE_LATENCY_MS",
+            default=0,
+            type=click.IntRange(0),
+            show_default=True,
+            help="In-process fake: delay added to every request.",
+        ),
+        click.option(
+            "--fake-seed",
+            envvar="QBO_FAKE_SEED",
+            default=None,
+            type=int,
+            help="In-process fake: seed making its failures repeatable.",
+        ),
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        faults = FaultSettings(
+            failure_rate=kwargs.pop("failure_rate"),
+            latency_ms=kwargs.pop("latency_ms"),
+            seed=kwargs.pop("fake_seed"),
+        )
+        return command(faults=faults, **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper  # type: ignore[return-value]
+
+
+def show_target(settings: Settings) -> None:
+    if settings.target == "fake":
+        where = f"fake QBO in-process, state in {settings.fake_db}"
+    else:
+        where = settings.target
+    console.print(f"target: {where}  realm: {settings.realm_id}")
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="qbo-attach")
+@click.option("-v", "--verbose", is_flag=True, help="Log each step, not only problems.")
+def main(verbose: bool) -> None:
+    """Move attached documents from QuickBooks Desktop into QuickBooks Online."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@main.command("demo-data")
+@settings_options
+@click.option("--attachments", default=300, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=7, show_default=True, type=int)
+def demo_data_command(settings: Settings, attachments: int, seed: int) -> None:
+    """Write a synthetic legacy tree and seed the fake QBO company."""
+    stats = make_demo_data(settings, attachments, seed)
+    console.print(
+        f"wrote {stats.files} files ({stats.bytes:,} bytes) for {stats.records} "
+        f"records under {settings.files_dir}; {stats.unmapped_records} records "
+        f"left unmapped on purpose; {stats.mapping_rows} mapping rows in "
+        f"{settings.fake_db}"
+    )
+
+
+def make_demo_data(settings: Settings, attachments: int, seed: int) -> demo.DemoStats:
+    return demo.generate(
+        settings.files_dir,
+        settings.fake_db,
+        settings.realm_id,
+        attachments=attachments,
+        seed=seed,
+        prefix=settings.legacy_id_prefix,
+    )
+
+
+@main.command("mapping")
+@settings_options
+@fake_options
+def mapping_command(settings: Settings, faults: FaultSettings) -> None:
+    """Download QbdtEntityIdMapping into DATA_DIR/mapping_export.csv."""
+    stats = run_async(fetch_mapping(settings, faults))
+    show_mapping(settings, stats)
+
+
+async def fetch_mapping(
+    settings: Settings, faults: FaultSettings
+) -> mapping.MappingStats:
+    async with open_client(settings, faults) as client:
+        return await mapping.download_mapping(
+            client, settings.mapping_csv, settings.legacy_id_prefix
+        )
+
+
+def show_mapping(settings: Settings, stats: mapping.MappingStats) -> None:
+    kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(stats.by_type.items()))
+    console.print(f"mapping: {stats.rows} rows ({kinds}) -> {settings.mapping_csv}")
+
+
+@main.command("inventory")
+@settings_options
+@click.option("--no-hash", is_flag=True, help="Skip sha256 (faster; no change check).")
+def inventory_command(settings: Settings, no_hash: bool) -> None:
+    """Walk FILES_DIR by FILES_LAYOUT into DATA_DIR/attachments_inventory.csv."""
+    show_inventory(settings, take_inventory(settings, hash_files=not no_hash))
+
+
+def take_inventory(settings: Settings, *, hash_files: bool) -> InventoryStats:
+    return write_inventory(
+        settings.files_dir,
+        settings.inventory_csv,
+        Layout.parse(settings.files_layout),
+        settings.legacy_id_prefix,
+        hash_files=hash_files,
+    )
+
+
+def show_inventory(settings: Settings, stats: InventoryStats) -> None:
+    console.print(
+        f"inventory: {stats.files} files, {stats.total_bytes:,} bytes, "
+        f"{stats.problems} with problems -> {settings.inventory_csv}"
+    )
+
+
+def exclusion_options(command: F) -> F:
+    command = click.option(
+        "--exclude-name",
+        multiple=True,
+        metavar="PATTERN",
+        help="File name pattern to skip (repeatable); replaces the default "
+        f"list {', '.join(verify.DEFAULT_EXCLUDED_NAMES)}.",
+    )(command)
+    return click.option(
+        "--exclude-entity-type",
+        multiple=True,
+        metavar="TYPE",
+        help="Legacy entity type to skip (repeatable).",
+    )(command)
+
+
+def build_exclusions(
+    types: tuple[str, ...], names: tuple[str, ...]
+) -> verify.Exclusions:
+    return verify.Exclusions.build(types, names or verify.DEFAULT_EXCLUDED_NAMES)
+
+
+@main.command("verify")
+@settings_options
+@exclusion_options
+def verify_command(
+    settings: Settings,
+    exclude_entity_type: tuple[str, ...],
+    exclude_name: tuple[str, ...],
+) -> None:
+    """Join inventory and mapping; classify every file before any upload."""
+    exclusions = build_exclusions(exclude_entity_type, exclude_name)
+    show_verification(settings, run_verify(settings, exclusions))
+
+
+def run_verify(
+    settings: Settings, exclusions: verify.Exclusions
+) -> verify.VerificationSummary:
+    return verify.verify(
+        settings.inventory_csv,
+        settings.mapping_csv,
+        settings.verification_log,
+        settings.verification_skips,
+        exclusions,
+    )
+
+
+def show_verification(settings: Settings, summary: verify.VerificationSummary) -> None:
+    table = Table(title="Coverage per legacy entity type")
+    for heading in ("entity type", "files", "mapped", "missing", "ok"):
+        table.add_column(
+            heading, justify="left" if heading == "entity type" else "right"
+        )
+    for kind, cov in sorted(summary.coverage.items()):
+        table.add_row(
+            kind, *(str(n) for n in (cov.files, cov.mapped, cov.missing, cov.ok))
+        )
+    console.print(table)
+    statuses = ", ".join(f"{s} {n}" for s, n in summary.statuses.most_common())
+    console.print(
+        f"verify: {statuses}; {summary.skipped} skipped by configuration\n"
+        f"  -> {settings.verification_log}\n  -> {settings.verification_skips}"
+    )
+
+
+def upload_options(command: F) -> F:
+    for option in reversed(
+        [
+            click.option(
+                "--dry-run", is_flag=True, help="Print the plan; call nothing."
+            ),
+            click.option(
+                "--limit",
+                type=click.IntRange(1),
+                default=None,
+                help="Upload at most N files (a canary batch).",
+            ),
+            click.option(
+                "--concurrency",
+                type=click.IntRange(1, 10),
+                default=1,
+                show_default=True,
+                help="Uploads in flight at once.",
+            ),
+            click.option(
+                "--max-attempts",
+                type=click.IntRange(1, 10),
+                default=4,
+                show_default=True,
+                help="Attempts per file on transient errors.",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+@main.command("upload")
+@settings_options
+@fake_options
+@upload_options
+def upload_command(
+    settings: Settings,
+    faults: FaultSettings,
+    dry_run: bool,
+    limit: int | None,
+    concurrency: int,
+    max_attempts: int,
+) -> None:
+    """Attach every verified file to its QBO record, exactly once."""
+    options = UploadOptions(
+        dry_run=dry_run, limit=limit, concurrency=concurrency, max_attempts=max_attempts
+    )
+    summary = run_async(run_upload(settings, faults, options))
+    show_upload(settings, summary, dry_run)
+    sys.exit(summary.exit_code)
+
+
+async def run_upload(
+    settings: Settings, faults: FaultSettings, options: UploadOptions
+) -> UploadSummary:
+    async with open_client(settings, faults) as client:
+        return await upload(settings, client, options)
+
+
+def show_upload(settings: Settings, summary: UploadSummary, dry_run: bool) -> None:
+    if dry_run:
+        planned = ", ".join(f"{k} {n}" for k, n in sorted(summary.planned.items()))
+        console.print(
+            f"plan for {summary.verified} verified files: {planned or 'nothing'}"
+            + (
+                f"; {summary.not_attempted} beyond --limit"
+                if summary.not_attempted
+                else ""
+            )
+        )
+        return
+    outcomes = summary.outcomes
+    console.print(
+        f"upload run {summary.run_id}: {summary.verified} verified files; "
+        f"uploaded {outcomes[runlog.SUCCESS]}, "
+        f"reconciled {outcomes[runlog.RECONCILED]}, "
+        f"skipped {outcomes[runlog.SKIPPED]}, failed {summary.failed}"
+        + (f", not attempted {summary.not_attempted}" if summary.not_attempted else "")
+    )
+    if summary.failed:
+        console.print(f"  failures are listed in {settings.errors_log}")
+
+
+@main.command("run")
+@settings_options
+@fake_options
+@exclusion_options
+@upload_options
+@click.option("--no-mapping", is_flag=True, help="Use the mapping_export.csv on disk.")
+@click.option("--no-hash", is_flag=True, help="Skip sha256 in the inventory.")
+def run_command(settings: Settings, faults: FaultSettings, **kwargs: Any) -> None:
+    """Mapping, inventory, verify and upload, in order."""
+    sys.exit(run_pipeline(settings, faults, **kwargs))
+
+
+def run_pipeline(
+    settings: Settings,
+    faults: FaultSettings,
+    *,
+    no_mapping: bool,
+    no_hash: bool,
+    exclude_entity_type: tuple[str, ...],
+    exclude_name: tuple[str, ...],
+    dry_run: bool,
+    limit: int | None,
+    concurrency: int,
+    max_attempts: int,
+) -> int:
+    """Run every stage; print each stage's result and the final summary."""
+    if not no_mapping:
+        show_mapping(settings, run_async(fetch_mapping(settings, faults)))
+    inventory = take_inventory(settings, hash_files=not no_hash)
+    show_inventory(settings, inventory)
+    verification = run_verify(
+        settings, build_exclusions(exclude_entity_type, exclude_name)
+    )
+    show_verification(settings, verification)
+    options = UploadOptions(
+        dry_run=dry_run, limit=limit, concurrency=concurrency, max_attempts=max_attempts
+    )
+    summary = run_async(run_upload(settings, faults, options))
+    show_upload(settings, summary, dry_run)
+    show_summary(settings, inventory, verification, summary)
+    return summary.exit_code
+
+
+def show_summary(
+    settings: Settings,
+    inventory: InventoryStats,
+    verification: verify.VerificationSummary,
+    upload_summary: UploadSummary,
+) -> None:
+    outcomes = upload_summary.outcomes
+    table = Table(title="Migration summary", show_header=False)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    rows = [
+        ("files found", inventory.files),
+        ("skipped by configuration", verification.skipped),
+        ("mapped", sum(c.mapped for c in verification.coverage.values())),
+        ("missing mappings", verification.statuses[verify.MISSING_MAPPING]),
+        (
+            "other verification findings",
+            verification.total
+            - verification.skipped
+            - verification.statuses[verify.OK]
+            - verification.statuses[verify.MISSING_MAPPING],
+        ),
+        ("verified ok", verification.statuses[verify.OK]),
+        ("uploaded", outcomes[runlog.SUCCESS] + outcomes[runlog.RECONCILED]),
+        ("skipped (already uploaded)", outcomes[runlog.SKIPPED]),
+        ("failed", upload_summary.failed),
+    ]
+    if upload_summary.not_attempted:
+        rows.append(("not attempted (--limit)", upload_summary.not_attempted))
+    for what, count in rows:
+        table.add_row(what, str(count))
+    console.print(table)
+    logs = Table(title="Where each log is", show_header=False)
+    logs.add_column("artifact")
+    logs.add_column("path")
+    for label, path in [
+        ("inventory", settings.inventory_csv),
+        ("mapping", settings.mapping_csv),
+        ("verification log", settings.verification_log),
+        ("verification skips", settings.verification_skips),
+        ("run log", settings.runlog),
+        ("errors", settings.errors_log),
+        ("idempotent skips", settings.dups_log),
+    ]:
+        logs.add_row(label, str(path))
+    console.print(logs)
+
+
+@main.command("demo")
+@click.option(
+    "--workdir",
+    default="demo",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Working folder for the demo's data, files and logs.",
+)
+@click.option("--attachments", default=300, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=7, show_default=True, type=int)
+@fake_options
+@click.option("--concurrency", type=click.IntRange(1, 10), default=1, show_default=True)
+def demo_command(
+    workdir: Path, attachments: int, seed: int, faults: FaultSettings, concurrency: int
+) -> None:
+    """Make demo data (once) and run the whole migration against the fake."""
+    settings = Settings(
+        data_dir=workdir / "data", files_dir=workdir / "files", log_dir=workdir / "logs"
+    )
+    console.print(f"demo working folder: {workdir.resolve()}")
+    show_target(settings)
+    stamp = workdir / "demo-data.txt"
+    wanted = f"attachments={attachments} seed={seed}\n"
+    if stamp.exists() and stamp.read_text() == wanted:
+        console.print("demo data already there; running the migration again over it")
+    else:
+        stats = make_demo_data(settings, attachments, seed)
+        stamp.write_text(wanted)
+        console.print(f"made {stats.files} demo files for {stats.records} records")
+    sys.exit(
+        run_pipeline(
+            settings,
+            faults,
+            no_mapping=False,
+            no_hash=False,
+            exclude_entity_type=(),
+            exclude_name=(),
+            dry_run=False,
+            limit=None,
+            concurrency=concurrency,
+            max_attempts=4,
+        )
+    )
+
+
+@main.command("fake-server")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--failure-rate", default=0.0, type=click.FloatRange(0, 1), show_default=True
+)
+@click.option("--latency-ms", default=0, type=click.IntRange(0), show_default=True)
+@click.option("--seed", default=None, type=int, help="Makes failures repeatable.")
+@click.option(
+    "--data-dir",
+    envvar="DATA_DIR",
+    default="data",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Where the fake company's state lives.",
+)
+def fake_server_command(
+    host: str,
+    port: int,
+    failure_rate: float,
+    latency_ms: int,
+    seed: int | None,
+    data_dir: Path,
+) -> None:
+    """Serve the fake QBO over HTTP (the same company state as the in-process fake)."""
+    from qbo_attach.fake.app import serve
+
+    settings = Settings(data_dir=data_dir)
+    if not _is_loopback(host):
+        console.print(
+            f"warning: listening on {host}, not loopback: others can reach it"
+        )
+    console.print(
+        f"fake QBO on http://{host}:{port}  state: {settings.fake_db}  "
+        f"(use --target http://{host}:{port})"
+    )
+    serve(
+        settings.fake_db,
+        host,
+        port,
+        FaultSettings(failure_rate=failure_rate, latency_ms=latency_ms, seed=seed),
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

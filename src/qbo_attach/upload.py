@@ -1,0 +1,381 @@
+"""The uploader: plan from the verification log, reconcile, attach, record.
+
+Decisions come only from the durable run log and the remote, never from the
+memory of an earlier process (DESIGN.md). For each verified file the uploader
+either skips it (already attached), reconciles it (an earlier run crashed
+mid-call; ask the remote), or uploads it, writing a ``started`` row before
+every call and an outcome row after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import tenacity
+
+from qbo_attach import runlog
+from qbo_attach.errors import PermanentError, RemoteError, TransientError, UsageError
+from qbo_attach.qbo.client import QboClient, UploadResult
+from qbo_attach.records import RunLogRow, VerificationRow, read_csv
+from qbo_attach.runlog import Key, RunLogIndex, RunLogWriter
+from qbo_attach.settings import Settings
+from qbo_attach.verify import OK
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class UploadOptions:
+    """How the uploader behaves; the defaults suit a run against QBO."""
+
+    dry_run: bool = False
+    limit: int | None = None
+    concurrency: int = 1
+    max_attempts: int = 4
+    # Backoff between attempts of one file, in seconds: exponential with jitter.
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+
+
+@dataclass(slots=True)
+class UploadSummary:
+    """Final outcome per verified file in this run, and what was planned."""
+
+    run_id: str
+    verified: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    planned: Counter[str] = field(default_factory=Counter)
+    not_attempted: int = 0
+
+    @property
+    def failed(self) -> int:
+        return sum(self.outcomes[outcome] for outcome in runlog.FAILED)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One verified file the uploader acts on."""
+
+    row: VerificationRow
+    request_id: str
+
+
+def request_id_for(realm_id: str, row: VerificationRow) -> str:
+    """A deterministic request id: the same file for the same record, same id.
+
+    QBO documents ``requestid`` as idempotent and limits it to 50 characters;
+    40 hex digits of a sha256 keep collisions out of reach.
+    """
+    material = "\x1f".join((realm_id, *row.key, row.sha256))
+    return hashlib.sha256(material.encode()).hexdigest()[:40]
+
+
+def new_run_id() -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def verified_rows(path: Path) -> Iterator[VerificationRow]:
+    """The rows of the verification log that passed the gate."""
+    hint = "Run `qbo-attach verify` first."
+    for row in read_csv(path, VerificationRow, hint=hint):
+        if row.status == OK:
+            yield row
+
+
+class Uploader:
+    """Runs one upload pass against one realm."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: QboClient,
+        options: UploadOptions,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        progress: Progress | None = None,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.options = options
+        self.summary = UploadSummary(run_id=new_run_id())
+        self._sleep = sleep
+        self._progress = progress or (lambda outcome: None)
+        self._files_root = settings.files_dir.resolve()
+
+    async def run(self) -> UploadSummary:
+        """Upload what is left; return the counts of this run."""
+        index = runlog.build_index(self.settings.runlog)
+        if self.options.dry_run:
+            self._plan_only(index)
+            return self.summary
+        writer = RunLogWriter(
+            self.settings.runlog, self.settings.errors_log, self.settings.dups_log
+        )
+        try:
+            await self._reconcile(index, writer)
+            await self._upload_all(self._jobs(index, writer), writer)
+        finally:
+            writer.close()
+        return self.summary
+
+    def _plan_only(self, index: RunLogIndex) -> None:
+        in_doubt = index.in_doubt()
+        uploads = 0
+        for row in verified_rows(self.settings.verification_log):
+            self.summary.verified += 1
+            if row.key in index.attached:
+                self.summary.planned[runlog.SKIPPED] += 1
+            elif row.key in in_doubt:
+                self.summary.planned["reconcile"] += 1
+            elif self.options.limit is None or uploads < self.options.limit:
+                uploads += 1
+                self.summary.planned["upload"] += 1
+            else:
+                self.summary.not_attempted += 1
+
+    async def _reconcile(self, index: RunLogIndex, writer: RunLogWriter) -> None:
+        """Settle keys an earlier crash left in doubt, before any upload."""
+        in_doubt = index.in_doubt()
+        if not in_doubt:
+            return
+        log.info(
+            "reconciling %d uploads left in doubt by an earlier run", len(in_doubt)
+        )
+        for row in verified_rows(self.settings.verification_log):
+            if row.key not in in_doubt:
+                continue
+            remote = await self.client.attachables_of(
+                row.qbo_entity_type, row.qbo_entity_id
+            )
+            match = next(
+                (
+                    a
+                    for a in remote
+                    if a.file_name == row.file_name
+                    and (a.size is None or a.size == row.size_bytes)
+                ),
+                None,
+            )
+            if match is not None:
+                index.attached[row.key] = match.attachable_id
+                event = self._event(
+                    row, runlog.RECONCILED, qbo_attachable_id=match.attachable_id
+                )
+                writer.write(event)
+
+    def _jobs(self, index: RunLogIndex, writer: RunLogWriter) -> Iterator[Job]:
+        """Walk the verified files: record skips, hand out the rest to upload."""
+        seen: set[Key] = set()
+        uploads = 0
+        for row in verified_rows(self.settings.verification_log):
+            self.summary.verified += 1
+            if row.key in seen:
+                raise UsageError(
+                    f"{self.settings.verification_log}: {row.key} appears twice as "
+                    "ok; run `qbo-attach verify` again to rebuild it"
+                )
+            seen.add(row.key)
+            if row.key in index.attached:
+                attachable_id = index.attached[row.key]
+                event = self._event(
+                    row, runlog.SKIPPED, qbo_attachable_id=attachable_id
+                )
+                writer.write(event)
+                writer.write_dup(event)
+                self._finish(event.outcome)
+            elif self.options.limit is not None and uploads >= self.options.limit:
+                self.summary.not_attempted += 1
+            else:
+                uploads += 1
+                yield Job(row, request_id_for(self.settings.realm_id, row))
+
+    async def _upload_all(self, jobs: Iterator[Job], writer: RunLogWriter) -> None:
+        queue: asyncio.Queue[Job | None] = asyncio.Queue(self.options.concurrency * 2)
+
+        async def worker() -> None:
+            while (job := await queue.get()) is not None:
+                await self._upload_one(job, writer)
+
+        workers = [
+            asyncio.create_task(worker()) for _ in range(self.options.concurrency)
+        ]
+        try:
+            for job in jobs:
+                await queue.put(job)
+            for _ in workers:
+                await queue.put(None)
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:
+                task.cancel()
+
+    async def _upload_one(self, job: Job, writer: RunLogWriter) -> None:
+        row = job.row
+        content = self._read_checked(row)
+        if isinstance(content, RunLogRow):
+            self._fail(content, writer)
+            return
+        attempts = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(self.options.max_attempts),
+            wait=tenacity.wait_exponential_jitter(
+                initial=self.options.backoff_initial, max=self.options.backoff_max
+            ),
+            retry=tenacity.retry_if_exception_type(TransientError),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in attempts:
+                with attempt:
+                    number = attempt.retry_state.attempt_number
+                    result = await self._attempt(job, content, number, writer)
+        except PermanentError as exc:
+            self._fail(self._failure(job, runlog.REJECTED, exc, number), writer)
+        except TransientError as exc:
+            self._fail(self._failure(job, runlog.ERROR, exc, number), writer)
+        else:
+            event = self._event(
+                row,
+                runlog.SUCCESS,
+                request_id=job.request_id,
+                attempt=number,
+                status_code=result.status_code,
+                intuit_tid=result.intuit_tid,
+                qbo_attachable_id=result.attachable_id,
+                duration_ms=result.duration_ms,
+            )
+            writer.write(event)
+            self._finish(event.outcome)
+
+    async def _attempt(
+        self, job: Job, content: bytes, number: int, writer: RunLogWriter
+    ) -> UploadResult:
+        writer.write(
+            self._event(
+                job.row, runlog.STARTED, request_id=job.request_id, attempt=number
+            )
+        )
+        try:
+            return await self.client.upload(
+                entity_type=job.row.qbo_entity_type,
+                entity_id=job.row.qbo_entity_id,
+                file_name=job.row.file_name,
+                content_type=job.row.content_type,
+                content=content,
+                request_id=job.request_id,
+            )
+        except TransientError as exc:
+            if number < self.options.max_attempts:
+                # Not the last attempt: record it, the retry follows.
+                writer.write(self._failure(job, runlog.ERROR, exc, number))
+            raise
+
+    def _read_checked(self, row: VerificationRow) -> bytes | RunLogRow:
+        """The file's bytes, or the event saying why it cannot be uploaded."""
+        path = (self.settings.files_dir / row.file_path).resolve()
+        if not path.is_relative_to(self._files_root):
+            return self._event(
+                row, runlog.FILE_MISSING, error=f"{row.file_path} leaves FILES_DIR"
+            )
+        try:
+            content = path.read_bytes()
+        except FileNotFoundError:
+            return self._event(row, runlog.FILE_MISSING, error=f"{path} is gone")
+        except OSError as exc:
+            return self._event(row, runlog.FILE_MISSING, error=f"{path}: {exc}")
+        if len(content) != row.size_bytes:
+            return self._event(
+                row,
+                runlog.FILE_CHANGED,
+                error=f"size {len(content)} bytes, inventory said {row.size_bytes}",
+            )
+        if row.sha256 and hashlib.sha256(content).hexdigest() != row.sha256:
+            return self._event(
+                row, runlog.FILE_CHANGED, error="content differs from the inventory"
+            )
+        return content
+
+    def _failure(
+        self, job: Job, outcome: str, exc: RemoteError, attempt: int
+    ) -> RunLogRow:
+        return self._event(
+            job.row,
+            outcome,
+            request_id=job.request_id,
+            attempt=attempt,
+            status_code=exc.status_code,
+            error_code=exc.error_code,
+            error=str(exc),
+            intuit_tid=exc.intuit_tid,
+        )
+
+    def _fail(self, event: RunLogRow, writer: RunLogWriter) -> None:
+        writer.write(event)
+        writer.write_error(event)
+        self._finish(event.outcome)
+        log.warning("%s %s: %s", event.outcome, event.file_path, event.error)
+
+    def _finish(self, outcome: str) -> None:
+        self.summary.outcomes[outcome] += 1
+        self._progress(outcome)
+
+    def _event(self, row: VerificationRow, outcome: str, **fields: object) -> RunLogRow:
+        base = RunLogRow(
+            ts=now(),
+            run_id=self.summary.run_id,
+            legacy_txnid_norm=row.legacy_txnid_norm,
+            legacy_entity_type=row.legacy_entity_type,
+            raw_legacy_id=row.raw_legacy_id,
+            qbo_entity_type=row.qbo_entity_type,
+            qbo_entity_id=row.qbo_entity_id,
+            file_name=row.file_name,
+            file_path=row.file_path,
+            size_bytes=row.size_bytes,
+            sha256=row.sha256,
+            request_id="",
+            attempt=None,
+            status_code=None,
+            error_code="",
+            error="",
+            intuit_tid="",
+            qbo_attachable_id="",
+            duration_ms=None,
+            outcome=outcome,
+        )
+        return replace(base, **fields)  # type: ignore[arg-type]
+
+
+async def upload(
+    settings: Settings,
+    client: QboClient,
+    options: UploadOptions,
+    *,
+    sleep: Sleep = asyncio.sleep,
+    progress: Progress | None = None,
+) -> UploadSummary:
+    """Run the uploader once; see ``Uploader``."""
+    uploader = Uploader(settings, client, options, sleep=sleep, progress=progress)
+    return await uploader.run()
+
+
+__all__ = ["UploadOptions", "UploadSummary", "Uploader", "upload"]

@@ -121,6 +121,7 @@ class Uploader:
         self._sleep = sleep
         self._progress = progress or (lambda outcome: None)
         self._files_root = settings.files_dir.resolve()
+        self._reconciled: set[Key] = set()
 
     async def run(self) -> UploadSummary:
         """Upload what is left; return the counts of this run."""
@@ -178,6 +179,7 @@ class Uploader:
             )
             if match is not None:
                 index.attached[row.key] = match.attachable_id
+                self._reconciled.add(row.key)
                 event = self._event(
                     row, runlog.RECONCILED, qbo_attachable_id=match.attachable_id
                 )
@@ -195,7 +197,10 @@ class Uploader:
                     "ok; run `qbo-attach verify` again to rebuild it"
                 )
             seen.add(row.key)
-            if row.key in index.attached:
+            if row.key in self._reconciled:
+                # Its one final row, reconciled, is already in the run log.
+                self._finish(runlog.RECONCILED)
+            elif row.key in index.attached:
                 attachable_id = index.attached[row.key]
                 event = self._event(
                     row, runlog.SKIPPED, qbo_attachable_id=attachable_id

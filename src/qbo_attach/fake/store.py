@@ -212,9 +212,7 @@ class FakeCompany:
         rows = ((realm_id, kind, id_, name) for kind, id_, name in entities)
         with self._transaction() as db:
             _register(db, realm_id)
-            db.executemany(
-                "INSERT OR REPLACE INTO entities VALUES (?, ?, ?, ?)", rows
-            )
+            db.executemany("INSERT OR REPLACE INTO entities VALUES (?, ?, ?, ?)", rows)
 
     def add_mappings(
         self, realm_id: str, rows: Iterable[tuple[str, str, str, str]]
@@ -275,7 +273,9 @@ class FakeCompany:
         """The number of rows a query's WHERE clause matches in the realm."""
         table = _TABLES[query.entity]
         where, parameters = _where(table, realm_id, query.conditions)
-        rows = self._read(f"SELECT COUNT(*) FROM {table.name} WHERE {where}", parameters)
+        rows = self._read(
+            f"SELECT COUNT(*) FROM {table.name} WHERE {where}", parameters
+        )
         return int(rows[0][0])
 
     def select_rows(self, realm_id: str, query: Query) -> list[dict[str, object]]:
@@ -290,7 +290,10 @@ class FakeCompany:
         )
         if query.entity == "Attachable":
             return [_attachable_record(row) for row in rows]
-        return [dict(zip((key for key, _ in table.outputs), row, strict=True)) for row in rows]
+        return [
+            dict(zip((key for key, _ in table.outputs), row, strict=True))
+            for row in rows
+        ]
 
     def close(self) -> None:
         """Close the database; the handle is unusable afterwards."""
@@ -363,7 +366,7 @@ def _bound(column: _Column, condition: Condition, value: str) -> object:
 
 def _order(table: _Table, query: Query) -> str:
     keys = [
-        f"{table.fields[ordering.field].name} {'DESC' if ordering.descending else 'ASC'}"
+        table.fields[ordering.field].name + (" DESC" if ordering.descending else "")
         for ordering in query.order_by
     ]
     # The table's key last, so pages never overlap or skip a row.

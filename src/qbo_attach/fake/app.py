@@ -200,6 +200,7 @@ class _FakeQbo:
         async def endpoint(request: Request) -> Response:
             if self._faults.latency_ms:
                 await asyncio.sleep(self._faults.latency_ms / 1000)
+            # Drawn before any work, so a failed request changes no state.
             failure = self._injected_failure()
             if failure is not None:
                 return failure

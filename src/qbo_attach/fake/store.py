@@ -189,7 +189,7 @@ class FakeCompany:
             _register(db, realm_id)
 
     def realm_exists(self, realm_id: str) -> bool:
-        """Whether the realm was ever given entities, mappings or a reset."""
+        """Whether anything ever registered the realm, even with no rows."""
         return bool(self._read("SELECT 1 FROM realms WHERE realm_id = ?", (realm_id,)))
 
     def reset(self, realm_id: str) -> None:
@@ -250,6 +250,7 @@ class FakeCompany:
         marks = ", ".join("?" for _ in _ATTACHABLE_OUTPUTS[1:])
         records = []
         with self._transaction() as db:
+            _register(db, realm_id)
             for upload in uploads:
                 values = _attachable_values(upload)
                 cursor = db.execute(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -228,10 +228,12 @@ async def open_client(
     token, which a ``fake-server`` accepts.
     """
     target = settings.target
+    closers: list[Callable[[], None]] = []
     if target == "fake":
         from qbo_attach.fake.app import FaultSettings, create_app
 
         app = create_app(settings.fake_db, faults or FaultSettings())
+        closers.append(app.state.company.close)
         transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=app)
         base_url = FAKE_BASE_URL
     elif target.startswith(("http://", "https://")):
@@ -249,10 +251,14 @@ async def open_client(
             "a base URL such as http://127.0.0.1:8765"
         )
     headers = {"Authorization": "Bearer qbo-attach-fake-token"}
-    async with httpx.AsyncClient(
-        transport=transport, base_url=base_url, timeout=TIMEOUT, headers=headers
-    ) as http:
-        yield QboClient(http, settings.realm_id)
+    try:
+        async with httpx.AsyncClient(
+            transport=transport, base_url=base_url, timeout=TIMEOUT, headers=headers
+        ) as http:
+            yield QboClient(http, settings.realm_id)
+    finally:
+        for close in closers:
+            close()
 
 
 __all__ = ["Attachable", "QboClient", "RemoteError", "UploadResult", "open_client"]

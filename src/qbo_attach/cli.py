@@ -38,7 +38,8 @@ from qbo_attach.upload import UploadOptions, UploadSummary, upload
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
-console = Console(highlight=False)
+# Soft wrap: a long path stays on one line, whole, for copy and paste.
+console = Console(highlight=False, soft_wrap=True)
 
 
 class Cli(click.Group):

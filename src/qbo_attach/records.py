@@ -230,6 +230,9 @@ def read_csv(
     """
     if not path.is_file():
         raise UsageError(f"{path}: file not found. {hint}".strip())
+    with path.open("rb") as handle:
+        if b"\x00" in handle.read(8192):
+            raise InputError(path, "is a binary file, not CSV text")
     try:
         yield from _read_rows(path, cls, tolerate_torn_tail)
     except UnicodeDecodeError as exc:

@@ -75,6 +75,11 @@ class Job:
     request_id: str
 
 
+async def backoff_sleep(seconds: float) -> None:
+    """The uploader's wait between attempts; tests replace it to never sleep."""
+    await asyncio.sleep(seconds)
+
+
 def request_id_for(realm_id: str, row: VerificationRow) -> str:
     """A deterministic request id: the same file for the same record, same id.
 
@@ -111,14 +116,14 @@ class Uploader:
         client: QboClient,
         options: UploadOptions,
         *,
-        sleep: Sleep = asyncio.sleep,
+        sleep: Sleep | None = None,
         progress: Progress | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
         self.options = options
         self.summary = UploadSummary(run_id=new_run_id())
-        self._sleep = sleep
+        self._sleep = sleep or backoff_sleep
         self._progress = progress or (lambda outcome: None)
         self._files_root = settings.files_dir.resolve()
         self._reconciled: set[Key] = set()
@@ -375,7 +380,7 @@ async def upload(
     client: QboClient,
     options: UploadOptions,
     *,
-    sleep: Sleep = asyncio.sleep,
+    sleep: Sleep | None = None,
     progress: Progress | None = None,
 ) -> UploadSummary:
     """Run the uploader once; see ``Uploader``."""

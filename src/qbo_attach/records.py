@@ -126,8 +126,25 @@ class RunLogRow:
         return (self.qbo_entity_type, self.qbo_entity_id, self.file_name)
 
 
-Record = InventoryRow | MappingRow | VerificationRow | RunLogRow
-R = TypeVar("R", InventoryRow, MappingRow, VerificationRow, RunLogRow)
+@dataclass(frozen=True, slots=True)
+class CheckRow:
+    """One finding of ``check``: the remote and the logs disagree about a key."""
+
+    finding: str
+    qbo_entity_type: str
+    qbo_entity_id: str
+    file_name: str
+    qbo_attachable_id: str
+    remote_size: int | None
+    local_size: int | None
+    file_path: str
+    detail: str
+
+    artifact: ClassVar[str] = "qbo_attach_check.csv"
+
+
+Record = InventoryRow | MappingRow | VerificationRow | RunLogRow | CheckRow
+R = TypeVar("R", InventoryRow, MappingRow, VerificationRow, RunLogRow, CheckRow)
 
 
 def columns(cls: type[Any]) -> list[str]:

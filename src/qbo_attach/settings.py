@@ -59,6 +59,10 @@ class Settings:
         return self.log_dir / "qbo_attach_dups.csv"
 
     @property
+    def check_log(self) -> Path:
+        return self.log_dir / "qbo_attach_check.csv"
+
+    @property
     def fake_db(self) -> Path:
         """The fake QBO company's state, shared by the in-process fake and
         ``fake-server``."""

@@ -38,12 +38,18 @@ class FakeSleep:
 def run_upload(
     settings: Settings, qbo: ScriptedQbo, **options: object
 ) -> tuple[UploadSummary, FakeSleep]:
+    """One upload pass, one file at a time unless told otherwise, never sleeping.
+
+    The same recorder stands in for the uploader's backoff and the realm
+    gate's pause after a 429.
+    """
     sleep = FakeSleep()
+    chosen = UploadOptions(**{"concurrency": 1, **options})  # type: ignore[arg-type]
 
     async def go() -> UploadSummary:
-        client = qbo.client()
+        client = qbo.client(sleep)
         async with client.http:
-            return await upload(settings, client, UploadOptions(**options), sleep=sleep)  # type: ignore[arg-type]
+            return await upload(settings, client, chosen, sleep=sleep)
 
     return asyncio.run(go()), sleep
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 
 from qbo_attach.qbo.client import QboClient
+from qbo_attach.qbo.limits import RealmGate, RealmLimits, Sleep
 from qbo_attach.records import VerificationRow, write_csv
 from qbo_attach.settings import Settings
 
@@ -114,11 +115,13 @@ class ScriptedQbo:
             200, content=json.dumps({"QueryResponse": {"Attachable": body}}).encode()
         )
 
-    def client(self) -> QboClient:
+    def client(self, sleep: Sleep | None = None) -> QboClient:
+        """A client whose realm gate has no rate and waits through ``sleep``."""
         http = httpx.AsyncClient(
             transport=httpx.MockTransport(self.handler), base_url="http://qbo.test"
         )
-        return QboClient(http, REALM)
+        gate = RealmGate(RealmLimits(rate_per_minute=None), sleep=sleep)
+        return QboClient(http, REALM, gate)
 
 
 def remote_attachable(

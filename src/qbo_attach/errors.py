@@ -76,6 +76,8 @@ class RemoteError(QboAttachError):
         self.error_code = error_code
         self.intuit_tid = intuit_tid
         self.retry_after = retry_after
+        # Set by the caller that timed the request, for the run log.
+        self.duration_ms: int | None = None
 
 
 class TransientError(RemoteError):

@@ -192,9 +192,10 @@ class CsvWriter:
             self._writer.writerow(self._columns)
             self._flush()
 
-    def write(self, row: Any) -> None:
+    def write(self, row: Any, *, sync: bool = True) -> None:
+        """Write one row; a syncing writer syncs it unless ``sync`` is False."""
         self._writer.writerow([_cell(getattr(row, name)) for name in self._columns])
-        if self.sync:
+        if self.sync and sync:
             self._flush()
 
     def _flush(self) -> None:

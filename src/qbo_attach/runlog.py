@@ -165,8 +165,8 @@ class RunLogWriter:
         self._errors = CsvWriter(errors, RunLogRow, append=True, sync=True)
         self._dups = CsvWriter(dups, RunLogRow, append=True)
 
-    def write(self, row: RunLogRow) -> None:
-        self._runlog.write(row)
+    def write(self, row: RunLogRow, *, sync: bool = True) -> None:
+        self._runlog.write(row, sync=sync)
 
     def write_error(self, row: RunLogRow) -> None:
         self._errors.write(row)

@@ -2,9 +2,15 @@
 
 Decisions come only from the durable run log and the remote, never from the
 memory of an earlier process (DESIGN.md). For each verified file the uploader
-either skips it (already attached), reconciles it (an earlier run crashed
+either skips it (already attached), reconciles it (an earlier run died
 mid-call; ask the remote), or uploads it, writing a ``started`` row before
-every call and an outcome row after it.
+every attempt and an outcome row after it.
+
+Uploads run concurrently, as many as ``UploadOptions.concurrency``; the
+client's realm gate keeps them within QBO's rate. ``stop()`` (the first
+Ctrl-C) stops handing out new files and lets the calls in flight finish;
+``abort()`` (the second) cancels those too, leaving them in doubt for the next
+run to reconcile.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ import asyncio
 import hashlib
 import logging
 import secrets
-from collections import Counter
+import time
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -23,7 +30,7 @@ import tenacity
 
 from qbo_attach import runlog
 from qbo_attach.errors import PermanentError, RemoteError, TransientError, UsageError
-from qbo_attach.qbo.client import QboClient, UploadResult
+from qbo_attach.qbo.client import Attachable, QboClient, UploadResult
 from qbo_attach.records import RunLogRow, VerificationRow, read_csv
 from qbo_attach.runlog import Key, RunLogIndex, RunLogWriter
 from qbo_attach.settings import Settings
@@ -34,6 +41,10 @@ log = logging.getLogger(__name__)
 Sleep = Callable[[float], Awaitable[None]]
 Progress = Callable[[str], None]
 
+# Past this many keys in doubt, one pass over every attachable of the company
+# costs fewer requests than a query per record.
+RECONCILE_BULK_THRESHOLD = 50
+
 
 @dataclass(frozen=True, slots=True)
 class UploadOptions:
@@ -41,11 +52,14 @@ class UploadOptions:
 
     dry_run: bool = False
     limit: int | None = None
-    concurrency: int = 1
-    max_attempts: int = 4
-    # Backoff between attempts of one file, in seconds: exponential with jitter.
+    concurrency: int = 10
+    retry_failed: bool = False
+    max_attempts: int = 5
+    # Backoff between attempts of one file: exponential with jitter, and a cap
+    # on the total time one file may spend retrying.
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
+    max_retry_wait: float = 600.0
 
 
 @dataclass(slots=True)
@@ -57,6 +71,9 @@ class UploadSummary:
     outcomes: Counter[str] = field(default_factory=Counter)
     planned: Counter[str] = field(default_factory=Counter)
     not_attempted: int = 0
+    interrupted: bool = False
+    started_at: float = field(default_factory=time.monotonic)
+    finished_at: float | None = None
 
     @property
     def failed(self) -> int:
@@ -64,6 +81,8 @@ class UploadSummary:
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
         return 1 if self.failed else 0
 
 
@@ -107,6 +126,11 @@ def verified_rows(path: Path) -> Iterator[VerificationRow]:
             yield row
 
 
+def count_verified(path: Path) -> int:
+    """How many files the uploader will look at, for a progress display."""
+    return sum(1 for _ in verified_rows(path))
+
+
 class Uploader:
     """Runs one upload pass against one realm."""
 
@@ -127,6 +151,19 @@ class Uploader:
         self._progress = progress or (lambda outcome: None)
         self._files_root = settings.files_dir.resolve()
         self._reconciled: set[Key] = set()
+        self._stopping = False
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    def stop(self) -> None:
+        """Hand out no new files; the calls in flight finish and are recorded."""
+        self._stopping = True
+        self.summary.interrupted = True
+
+    def abort(self) -> None:
+        """Cancel the calls in flight too; their keys stay in doubt."""
+        self.stop()
+        for task in self._in_flight:
+            task.cancel()
 
     async def run(self) -> UploadSummary:
         """Upload what is left; return the counts of this run."""
@@ -142,7 +179,14 @@ class Uploader:
             await self._upload_all(self._jobs(index, writer), writer)
         finally:
             writer.close()
+            self.summary.finished_at = time.monotonic()
         return self.summary
+
+    def _wanted(self, index: RunLogIndex, key: Key) -> bool:
+        """Whether a key not yet attached is in this run's scope."""
+        if self.options.retry_failed:
+            return index.last_outcome.get(key) == runlog.ERROR
+        return True
 
     def _plan_only(self, index: RunLogIndex) -> None:
         in_doubt = index.in_doubt()
@@ -153,6 +197,8 @@ class Uploader:
                 self.summary.planned[runlog.SKIPPED] += 1
             elif row.key in in_doubt:
                 self.summary.planned["reconcile"] += 1
+            elif not self._wanted(index, row.key):
+                self.summary.not_attempted += 1
             elif self.options.limit is None or uploads < self.options.limit:
                 uploads += 1
                 self.summary.planned["upload"] += 1
@@ -167,21 +213,21 @@ class Uploader:
         log.info(
             "reconciling %d uploads left in doubt by an earlier run", len(in_doubt)
         )
+        remote = (
+            await self._all_remote()
+            if len(in_doubt) > RECONCILE_BULK_THRESHOLD
+            else None
+        )
         for row in verified_rows(self.settings.verification_log):
             if row.key not in in_doubt:
                 continue
-            remote = await self.client.attachables_of(
-                row.qbo_entity_type, row.qbo_entity_id
-            )
-            match = next(
-                (
-                    a
-                    for a in remote
-                    if a.file_name == row.file_name
-                    and (a.size is None or a.size == row.size_bytes)
-                ),
-                None,
-            )
+            if remote is not None:
+                candidates = remote.get(row.key, [])
+            else:
+                candidates = await self.client.attachables_of(
+                    row.qbo_entity_type, row.qbo_entity_id
+                )
+            match = _matching(candidates, row)
             if match is not None:
                 index.attached[row.key] = match.attachable_id
                 self._reconciled.add(row.key)
@@ -189,6 +235,15 @@ class Uploader:
                     row, runlog.RECONCILED, qbo_attachable_id=match.attachable_id
                 )
                 writer.write(event)
+
+    async def _all_remote(self) -> dict[Key, list[Attachable]]:
+        """Every attachable of the company, by key."""
+        by_key: dict[Key, list[Attachable]] = defaultdict(list)
+        async for page in self.client.query_pages("Attachable"):
+            for body in page:
+                for attachable in Attachable.from_json(body):
+                    by_key[attachable.key].append(attachable)
+        return by_key
 
     def _jobs(self, index: RunLogIndex, writer: RunLogWriter) -> Iterator[Job]:
         """Walk the verified files: record skips, hand out the rest to upload."""
@@ -210,43 +265,47 @@ class Uploader:
                 event = self._event(
                     row, runlog.SKIPPED, qbo_attachable_id=attachable_id
                 )
-                writer.write(event)
+                # Not synced row by row: a skip is derived, and a rerun of a
+                # finished 170,000-file migration would spend minutes in fsync.
+                writer.write(event, sync=False)
                 writer.write_dup(event)
                 self._finish(event.outcome)
-            elif self.options.limit is not None and uploads >= self.options.limit:
+            elif not self._wanted(index, row.key) or (
+                self.options.limit is not None and uploads >= self.options.limit
+            ):
                 self.summary.not_attempted += 1
             else:
                 uploads += 1
                 yield Job(row, request_id_for(self.settings.realm_id, row))
 
     async def _upload_all(self, jobs: Iterator[Job], writer: RunLogWriter) -> None:
-        queue: asyncio.Queue[Job | None] = asyncio.Queue(self.options.concurrency * 2)
-
-        async def worker() -> None:
-            while (job := await queue.get()) is not None:
-                await self._upload_one(job, writer)
-
-        workers = [
-            asyncio.create_task(worker()) for _ in range(self.options.concurrency)
-        ]
-        try:
-            for job in jobs:
-                await queue.put(job)
-            for _ in workers:
-                await queue.put(None)
-            await asyncio.gather(*workers)
-        finally:
-            for task in workers:
-                task.cancel()
+        """Keep up to ``concurrency`` uploads in flight until the jobs run out."""
+        slots = asyncio.Semaphore(self.options.concurrency)
+        for job in jobs:
+            if not self._stopping:
+                await slots.acquire()
+            if self._stopping:
+                self.summary.not_attempted += 1
+                continue
+            task = asyncio.create_task(self._upload_one(job, writer))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+            task.add_done_callback(lambda _: slots.release())
+        results = await asyncio.gather(*self._in_flight, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
 
     async def _upload_one(self, job: Job, writer: RunLogWriter) -> None:
-        row = job.row
-        content = self._read_checked(row)
+        content = self._read_checked(job.row)
         if isinstance(content, RunLogRow):
             self._fail(content, writer)
             return
         attempts = tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(self.options.max_attempts),
+            stop=(
+                tenacity.stop_after_attempt(self.options.max_attempts)
+                | tenacity.stop_after_delay(self.options.max_retry_wait)
+            ),
             wait=tenacity.wait_exponential_jitter(
                 initial=self.options.backoff_initial, max=self.options.backoff_max
             ),
@@ -254,39 +313,32 @@ class Uploader:
             sleep=self._sleep,
             reraise=True,
         )
+        number = 0
         try:
             async for attempt in attempts:
                 with attempt:
                     number = attempt.retry_state.attempt_number
-                    result = await self._attempt(job, content, number, writer)
-        except PermanentError as exc:
-            self._fail(self._failure(job, runlog.REJECTED, exc, number), writer)
-        except TransientError as exc:
-            self._fail(self._failure(job, runlog.ERROR, exc, number), writer)
-        else:
-            event = self._event(
-                row,
-                runlog.SUCCESS,
-                request_id=job.request_id,
-                attempt=number,
-                status_code=result.status_code,
-                intuit_tid=result.intuit_tid,
-                qbo_attachable_id=result.attachable_id,
-                duration_ms=result.duration_ms,
+                    await self._attempt(job, content, number, writer)
+        except RemoteError as exc:
+            outcome = (
+                runlog.REJECTED if isinstance(exc, PermanentError) else runlog.ERROR
             )
-            writer.write(event)
-            self._finish(event.outcome)
+            self._fail(
+                self._failure(job, outcome, exc, number, exc.duration_ms), writer
+            )
 
     async def _attempt(
         self, job: Job, content: bytes, number: int, writer: RunLogWriter
-    ) -> UploadResult:
+    ) -> None:
+        """One call, between its started row and its outcome row."""
         writer.write(
             self._event(
                 job.row, runlog.STARTED, request_id=job.request_id, attempt=number
             )
         )
+        began = time.monotonic()
         try:
-            return await self.client.upload(
+            result = await self.client.upload(
                 entity_type=job.row.qbo_entity_type,
                 entity_id=job.row.qbo_entity_id,
                 file_name=job.row.file_name,
@@ -294,11 +346,34 @@ class Uploader:
                 content=content,
                 request_id=job.request_id,
             )
-        except TransientError as exc:
-            if number < self.options.max_attempts:
-                # Not the last attempt: record it, the retry follows.
-                writer.write(self._failure(job, runlog.ERROR, exc, number))
+        except RemoteError as exc:
+            exc.duration_ms = round((time.monotonic() - began) * 1000)
+            if isinstance(exc, TransientError) and not self._last_attempt(number):
+                # Recorded now; the retry follows, and the last failure stands.
+                writer.write(
+                    self._failure(job, runlog.ERROR, exc, number, exc.duration_ms)
+                )
             raise
+        self._succeed(job, number, result, writer)
+
+    def _last_attempt(self, number: int) -> bool:
+        return number >= self.options.max_attempts
+
+    def _succeed(
+        self, job: Job, number: int, result: UploadResult, writer: RunLogWriter
+    ) -> None:
+        event = self._event(
+            job.row,
+            runlog.SUCCESS,
+            request_id=job.request_id,
+            attempt=number,
+            status_code=result.status_code,
+            intuit_tid=result.intuit_tid,
+            qbo_attachable_id=result.attachable_id,
+            duration_ms=result.duration_ms,
+        )
+        writer.write(event)
+        self._finish(event.outcome)
 
     def _read_checked(self, row: VerificationRow) -> bytes | RunLogRow:
         """The file's bytes, or the event saying why it cannot be uploaded."""
@@ -326,7 +401,12 @@ class Uploader:
         return content
 
     def _failure(
-        self, job: Job, outcome: str, exc: RemoteError, attempt: int
+        self,
+        job: Job,
+        outcome: str,
+        exc: RemoteError,
+        attempt: int,
+        duration_ms: int | None,
     ) -> RunLogRow:
         return self._event(
             job.row,
@@ -337,6 +417,7 @@ class Uploader:
             error_code=exc.error_code,
             error=str(exc),
             intuit_tid=exc.intuit_tid,
+            duration_ms=duration_ms,
         )
 
     def _fail(self, event: RunLogRow, writer: RunLogWriter) -> None:
@@ -375,6 +456,15 @@ class Uploader:
         return replace(base, **fields)  # type: ignore[arg-type]
 
 
+def _matching(candidates: list[Attachable], row: VerificationRow) -> Attachable | None:
+    """The remote attachable that is this file: same name, same size if known."""
+    for attachable in candidates:
+        same_name = attachable.file_name == row.file_name
+        if same_name and attachable.size in (None, row.size_bytes):
+            return attachable
+    return None
+
+
 async def upload(
     settings: Settings,
     client: QboClient,
@@ -388,4 +478,11 @@ async def upload(
     return await uploader.run()
 
 
-__all__ = ["UploadOptions", "UploadSummary", "Uploader", "upload"]
+__all__ = [
+    "UploadOptions",
+    "UploadSummary",
+    "Uploader",
+    "count_verified",
+    "request_id_for",
+    "upload",
+]

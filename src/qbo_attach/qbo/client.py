@@ -19,6 +19,7 @@ import httpx
 
 from qbo_attach.errors import PermanentError, RemoteError, TransientError, UsageError
 from qbo_attach.qbo.faults import error_from_fault, error_from_response, intuit_tid
+from qbo_attach.qbo.limits import RealmGate, RealmLimits
 from qbo_attach.settings import Settings
 
 MINOR_VERSION = "75"
@@ -64,24 +65,45 @@ class Attachable:
             for ref in refs
         ]
 
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """The idempotency key this attachable fills."""
+        return (self.entity_type, self.entity_id, self.file_name)
+
 
 class QboClient:
-    """Calls on one company (realm) through an open HTTP client."""
+    """Calls on one company (realm) through an open HTTP client.
 
-    def __init__(self, http: httpx.AsyncClient, realm_id: str) -> None:
+    Every request passes the realm's gate, which keeps the client within
+    QBO's limits and pauses the realm when QBO throttles it anyway.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        realm_id: str,
+        gate: RealmGate | None = None,
+    ) -> None:
         self.http = http
         self.realm_id = realm_id
+        self.gate = gate or RealmGate(RealmLimits(rate_per_minute=None))
 
     def _url(self, endpoint: str) -> str:
         return f"/v3/company/{self.realm_id}/{endpoint}"
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
-        try:
-            return await self.http.send(request)
-        except httpx.TimeoutException as exc:
-            raise TransientError(f"timed out: {exc!r}") from exc
-        except httpx.TransportError as exc:
-            raise TransientError(f"connection failed: {exc!r}") from exc
+        async with self.gate.admit():
+            try:
+                response = await self.http.send(request)
+            except httpx.TimeoutException as exc:
+                raise TransientError(f"timed out: {exc!r}") from exc
+            except httpx.TransportError as exc:
+                raise TransientError(f"connection failed: {exc!r}") from exc
+        if response.status_code == 429:
+            error = error_from_response(response)
+            self.gate.throttled(error.retry_after)
+            raise error
+        return response
 
     async def query(self, statement: str) -> dict[str, Any]:
         """Run one query statement; return its ``QueryResponse`` object."""
@@ -219,13 +241,13 @@ def _quote(value: str) -> str:
 
 @asynccontextmanager
 async def open_client(
-    settings: Settings, faults: Any = None
+    settings: Settings, faults: Any = None, limits: RealmLimits | None = None
 ) -> AsyncIterator[QboClient]:
     """Connect to the settings' target and yield a client for its realm.
 
     ``fake`` mounts the fake QBO in-process (``faults`` are its
     ``FaultSettings``); a base URL talks HTTP to it with a placeholder bearer
-    token, which a ``fake-server`` accepts.
+    token, which a ``fake-server`` accepts. ``limits`` default to QBO's.
     """
     target = settings.target
     closers: list[Callable[[], None]] = []
@@ -255,7 +277,7 @@ async def open_client(
         async with httpx.AsyncClient(
             transport=transport, base_url=base_url, timeout=TIMEOUT, headers=headers
         ) as http:
-            yield QboClient(http, settings.realm_id)
+            yield QboClient(http, settings.realm_id, RealmGate(limits or RealmLimits()))
     finally:
         for close in closers:
             close()

@@ -8,11 +8,14 @@ DESIGN.md (2 for bad usage or input, 1 when items failed, 130 on Ctrl-C).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import ipaddress
 import logging
+import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,20 +23,32 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from qbo_attach import __version__, demo, mapping, runlog, verify
+from qbo_attach import __version__, check, demo, mapping, runlog, verify
 from qbo_attach.errors import QboAttachError
 from qbo_attach.fake.app import FaultSettings
 from qbo_attach.ids import DEFAULT_LEGACY_ID_PREFIX
 from qbo_attach.inventory import InventoryStats, write_inventory
 from qbo_attach.layout import Layout
+from qbo_attach.progress import configure_logging, err_console, upload_progress
 from qbo_attach.qbo.client import open_client
+from qbo_attach.qbo.limits import (
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_RATE_PER_MINUTE,
+    RealmLimits,
+)
 from qbo_attach.settings import (
     DEFAULT_LAYOUT,
     DEFAULT_TARGET,
     FAKE_REALM_ID,
     Settings,
 )
-from qbo_attach.upload import UploadOptions, UploadSummary, upload
+from qbo_attach.upload import (
+    DEFAULT_MAX_ATTEMPTS,
+    Uploader,
+    UploadOptions,
+    UploadSummary,
+    count_verified,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -191,11 +206,7 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
 @click.option("-v", "--verbose", is_flag=True, help="Log each step, not only problems.")
 def main(verbose: bool) -> None:
     """Move attached documents from QuickBooks Desktop into QuickBooks Online."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(logging.INFO if verbose else logging.WARNING)
 
 
 @main.command("demo-data")
@@ -337,36 +348,78 @@ def show_verification(settings: Settings, summary: verify.VerificationSummary) -
     )
 
 
+@dataclass(frozen=True, slots=True)
+class UploadChoices:
+    """The upload options of ``upload``, ``run`` and ``demo``, gathered."""
+
+    options: UploadOptions
+    rate_per_minute: int | None
+    quiet: bool
+
+    def limits(self, settings: Settings) -> RealmLimits:
+        """QBO's limits, except that the in-process fake has none unless asked."""
+        rate = self.rate_per_minute
+        if rate is None and settings.target != "fake":
+            rate = DEFAULT_RATE_PER_MINUTE
+        return RealmLimits(rate_per_minute=rate, max_in_flight=self.options.concurrency)
+
+
 def upload_options(command: F) -> F:
-    for option in reversed(
-        [
-            click.option(
-                "--dry-run", is_flag=True, help="Print the plan; call nothing."
-            ),
-            click.option(
-                "--limit",
-                type=click.IntRange(1),
-                default=None,
-                help="Upload at most N files (a canary batch).",
-            ),
-            click.option(
-                "--concurrency",
-                type=click.IntRange(1, 10),
-                default=1,
-                show_default=True,
-                help="Uploads in flight at once.",
-            ),
-            click.option(
-                "--max-attempts",
-                type=click.IntRange(1, 10),
-                default=4,
-                show_default=True,
-                help="Attempts per file on transient errors.",
-            ),
-        ]
-    ):
-        command = option(command)
-    return command
+    """Add the uploader's options; the command receives them as ``choices``."""
+    options = [
+        click.option("--dry-run", is_flag=True, help="Print the plan; call nothing."),
+        click.option(
+            "--limit",
+            type=click.IntRange(1),
+            default=None,
+            help="Upload at most N files (a canary batch).",
+        ),
+        click.option(
+            "--retry-failed",
+            is_flag=True,
+            help="Only re-attempt files whose last outcome was error.",
+        ),
+        click.option(
+            "--concurrency",
+            type=click.IntRange(1, 50),
+            default=DEFAULT_MAX_IN_FLIGHT,
+            show_default=True,
+            help="Uploads in flight at once, per realm (QBO allows about 10).",
+        ),
+        click.option(
+            "--rate-per-minute",
+            type=click.IntRange(1),
+            default=None,
+            help=f"Requests a minute per realm [default: {DEFAULT_RATE_PER_MINUTE}; "
+            "unlimited for the in-process fake].",
+        ),
+        click.option(
+            "--max-attempts",
+            type=click.IntRange(1, 20),
+            default=DEFAULT_MAX_ATTEMPTS,
+            show_default=True,
+            help="Attempts per file on transient errors.",
+        ),
+        click.option("-q", "--quiet", is_flag=True, help="No progress display."),
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        chosen = UploadOptions(
+            dry_run=kwargs.pop("dry_run"),
+            limit=kwargs.pop("limit"),
+            retry_failed=kwargs.pop("retry_failed"),
+            concurrency=kwargs.pop("concurrency"),
+            max_attempts=kwargs.pop("max_attempts"),
+        )
+        choices = UploadChoices(
+            chosen, kwargs.pop("rate_per_minute"), kwargs.pop("quiet")
+        )
+        return command(choices=choices, **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper  # type: ignore[return-value]
 
 
 @main.command("upload")
@@ -374,39 +427,59 @@ def upload_options(command: F) -> F:
 @fake_options
 @upload_options
 def upload_command(
-    settings: Settings,
-    faults: FaultSettings,
-    dry_run: bool,
-    limit: int | None,
-    concurrency: int,
-    max_attempts: int,
+    settings: Settings, faults: FaultSettings, choices: UploadChoices
 ) -> None:
     """Attach every verified file to its QBO record, exactly once."""
-    options = UploadOptions(
-        dry_run=dry_run, limit=limit, concurrency=concurrency, max_attempts=max_attempts
-    )
-    summary = run_async(run_upload(settings, faults, options))
-    show_upload(settings, summary, dry_run)
+    summary = run_async(run_upload(settings, faults, choices))
+    show_upload(settings, summary, choices.options.dry_run)
     sys.exit(summary.exit_code)
 
 
 async def run_upload(
-    settings: Settings, faults: FaultSettings, options: UploadOptions
+    settings: Settings, faults: FaultSettings, choices: UploadChoices
 ) -> UploadSummary:
-    async with open_client(settings, faults) as client:
-        return await upload(settings, client, options)
+    """Upload with a progress display; Ctrl-C stops, a second Ctrl-C aborts."""
+    total = 0 if choices.quiet else count_verified(settings.verification_log)
+    async with open_client(settings, faults, choices.limits(settings)) as client:
+        with upload_progress(total, enabled=not choices.quiet) as progress:
+            uploader = Uploader(settings, client, choices.options, progress=progress)
+            with interrupts(uploader):
+                return await uploader.run()
+
+
+@contextlib.contextmanager
+def interrupts(uploader: Uploader) -> Iterator[None]:
+    """Route Ctrl-C to the uploader: first stop, then abort."""
+    loop = asyncio.get_running_loop()
+    presses = 0
+
+    def on_interrupt() -> None:
+        nonlocal presses
+        presses += 1
+        if presses == 1:
+            err_console.print(
+                "stopping: no new uploads; waiting for those in flight "
+                "(Ctrl-C again to abort them)"
+            )
+            uploader.stop()
+        else:
+            err_console.print("aborting the uploads in flight")
+            uploader.abort()
+
+    loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
 
 
 def show_upload(settings: Settings, summary: UploadSummary, dry_run: bool) -> None:
     if dry_run:
         planned = ", ".join(f"{k} {n}" for k, n in sorted(summary.planned.items()))
+        beyond = summary.not_attempted
         console.print(
             f"plan for {summary.verified} verified files: {planned or 'nothing'}"
-            + (
-                f"; {summary.not_attempted} beyond --limit"
-                if summary.not_attempted
-                else ""
-            )
+            + (f"; {beyond} left out (--limit or --retry-failed)" if beyond else "")
         )
         return
     outcomes = summary.outcomes
@@ -416,9 +489,15 @@ def show_upload(settings: Settings, summary: UploadSummary, dry_run: bool) -> No
         f"reconciled {outcomes[runlog.RECONCILED]}, "
         f"skipped {outcomes[runlog.SKIPPED]}, failed {summary.failed}"
         + (f", not attempted {summary.not_attempted}" if summary.not_attempted else "")
+        + f" in {summary.elapsed:.1f} s"
     )
     if summary.failed:
         console.print(f"  failures are listed in {settings.errors_log}")
+    if summary.interrupted:
+        console.print(
+            "  interrupted: run the same command again to finish; uploads cut "
+            "short are reconciled first"
+        )
 
 
 @main.command("run")
@@ -437,14 +516,11 @@ def run_pipeline(
     settings: Settings,
     faults: FaultSettings,
     *,
-    no_mapping: bool,
-    no_hash: bool,
-    exclude_entity_type: tuple[str, ...],
-    exclude_name: tuple[str, ...],
-    dry_run: bool,
-    limit: int | None,
-    concurrency: int,
-    max_attempts: int,
+    choices: UploadChoices,
+    no_mapping: bool = False,
+    no_hash: bool = False,
+    exclude_entity_type: tuple[str, ...] = (),
+    exclude_name: tuple[str, ...] = (),
 ) -> int:
     """Run every stage; print each stage's result and the final summary."""
     if not no_mapping:
@@ -455,11 +531,8 @@ def run_pipeline(
         settings, build_exclusions(exclude_entity_type, exclude_name)
     )
     show_verification(settings, verification)
-    options = UploadOptions(
-        dry_run=dry_run, limit=limit, concurrency=concurrency, max_attempts=max_attempts
-    )
-    summary = run_async(run_upload(settings, faults, options))
-    show_upload(settings, summary, dry_run)
+    summary = run_async(run_upload(settings, faults, choices))
+    show_upload(settings, summary, choices.options.dry_run)
     show_summary(settings, inventory, verification, summary)
     return summary.exit_code
 
@@ -523,9 +596,13 @@ def show_summary(
 @click.option("--attachments", default=300, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=7, show_default=True, type=int)
 @fake_options
-@click.option("--concurrency", type=click.IntRange(1, 10), default=1, show_default=True)
+@upload_options
 def demo_command(
-    workdir: Path, attachments: int, seed: int, faults: FaultSettings, concurrency: int
+    workdir: Path,
+    attachments: int,
+    seed: int,
+    faults: FaultSettings,
+    choices: UploadChoices,
 ) -> None:
     """Make demo data (once) and run the whole migration against the fake."""
     settings = Settings(
@@ -541,20 +618,42 @@ def demo_command(
         stats = make_demo_data(settings, attachments, seed)
         stamp.write_text(wanted)
         console.print(f"made {stats.files} demo files for {stats.records} records")
-    sys.exit(
-        run_pipeline(
-            settings,
-            faults,
-            no_mapping=False,
-            no_hash=False,
-            exclude_entity_type=(),
-            exclude_name=(),
-            dry_run=False,
-            limit=None,
-            concurrency=concurrency,
-            max_attempts=4,
-        )
+    sys.exit(run_pipeline(settings, faults, choices=choices))
+
+
+@main.command("check")
+@settings_options
+@fake_options
+def check_command(settings: Settings, faults: FaultSettings) -> None:
+    """Compare the target's attachables with the verification and run logs."""
+    summary = run_async(run_check(settings, faults))
+    found = ", ".join(f"{f} {summary.findings[f]}" for f in check.FINDINGS)
+    console.print(
+        f"check: {summary.remote_attachables} attachables on the remote, "
+        f"{summary.expected} expected; {found} -> {settings.check_log}"
     )
+    sys.exit(summary.exit_code)
+
+
+async def run_check(settings: Settings, faults: FaultSettings) -> check.CheckSummary:
+    async with open_client(settings, faults) as client:
+        return await check.check(settings, client)
+
+
+def parse_latency(
+    ctx: click.Context, param: click.Parameter, value: str
+) -> tuple[int, int]:
+    """``L`` or ``L,JITTER`` in milliseconds."""
+    base, _, jitter = value.partition(",")
+    try:
+        pair = (int(base), int(jitter or 0))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not L or L,JITTER in whole milliseconds"
+        ) from None
+    if min(pair) < 0:
+        raise click.BadParameter(f"{value!r}: latency and jitter cannot be negative")
+    return pair
 
 
 @main.command("fake-server")
@@ -563,7 +662,26 @@ def demo_command(
 @click.option(
     "--failure-rate", default=0.0, type=click.FloatRange(0, 1), show_default=True
 )
-@click.option("--latency-ms", default=0, type=click.IntRange(0), show_default=True)
+@click.option(
+    "--latency-ms",
+    default="0",
+    callback=parse_latency,
+    metavar="L[,JITTER]",
+    show_default=True,
+    help="Delay per request, optionally with uniform jitter: 100 or 100,20.",
+)
+@click.option(
+    "--rate-per-minute",
+    type=click.IntRange(1),
+    default=None,
+    help="Answer 429 over this many requests a minute per realm.",
+)
+@click.option(
+    "--max-concurrent",
+    type=click.IntRange(1),
+    default=None,
+    help="Answer 429 over this many requests in flight per realm.",
+)
 @click.option("--seed", default=None, type=int, help="Makes failures repeatable.")
 @click.option(
     "--data-dir",
@@ -577,7 +695,9 @@ def fake_server_command(
     host: str,
     port: int,
     failure_rate: float,
-    latency_ms: int,
+    latency_ms: tuple[int, int],
+    rate_per_minute: int | None,
+    max_concurrent: int | None,
     seed: int | None,
     data_dir: Path,
 ) -> None:
@@ -593,12 +713,15 @@ def fake_server_command(
         f"fake QBO on http://{host}:{port}  state: {settings.fake_db}  "
         f"(use --target http://{host}:{port})"
     )
-    serve(
-        settings.fake_db,
-        host,
-        port,
-        FaultSettings(failure_rate=failure_rate, latency_ms=latency_ms, seed=seed),
+    faults = FaultSettings(
+        failure_rate=failure_rate,
+        latency_ms=latency_ms[0],
+        latency_jitter_ms=latency_ms[1],
+        seed=seed,
+        rate_per_minute=rate_per_minute,
+        max_concurrent=max_concurrent,
     )
+    serve(settings.fake_db, host, port, faults)
 
 
 def _is_loopback(host: str) -> bool:

@@ -44,6 +44,7 @@ Progress = Callable[[str], None]
 # Past this many keys in doubt, one pass over every attachable of the company
 # costs fewer requests than a query per record.
 RECONCILE_BULK_THRESHOLD = 50
+DEFAULT_MAX_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,7 @@ class UploadOptions:
     limit: int | None = None
     concurrency: int = 10
     retry_failed: bool = False
-    max_attempts: int = 5
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
     # Backoff between attempts of one file: exponential with jitter, and a cap
     # on the total time one file may spend retrying.
     backoff_initial: float = 1.0
@@ -78,6 +79,11 @@ class UploadSummary:
     @property
     def failed(self) -> int:
         return sum(self.outcomes[outcome] for outcome in runlog.FAILED)
+
+    @property
+    def elapsed(self) -> float:
+        end = self.finished_at if self.finished_at is not None else time.monotonic()
+        return end - self.started_at
 
     @property
     def exit_code(self) -> int:
@@ -479,6 +485,7 @@ async def upload(
 
 
 __all__ = [
+    "DEFAULT_MAX_ATTEMPTS",
     "UploadOptions",
     "UploadSummary",
     "Uploader",

@@ -23,6 +23,20 @@ code  HTTP    when
 4001  400     a query naming an unknown entity or field, or a page out of
               range (QBO's)
 ====  ======  ===========================================================
+
+QBO's per-realm limits (500 requests a minute, 10 in flight) are enforced only
+when ``FaultSettings`` sets them, so that a client's pacing can be measured. A
+request over a limit is answered at once, before any latency, with QBO's 429
+and XML throttle body; it changes no state and counts against neither limit.
+The rate is counted over a sliding minute of the clock given to
+``create_app``, which tests replace so that nothing waits.
+
+``GET /_fake/stats`` is the fake's own endpoint, not part of QBO: it answers
+``{"throttled": n, "requests": n, "max_in_flight": n, "realms": {...}}``,
+the totals over all realms (``max_in_flight`` is the highest of any realm)
+followed by the same three figures per realm. ``requests`` counts every API
+request received, throttled ones included, and ``throttled`` every 429
+answered, injected ones included.
 """
 
 from __future__ import annotations
@@ -33,10 +47,12 @@ import http
 import json
 import random
 import secrets
+import time
 import urllib.parse
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from xml.etree import ElementTree
@@ -71,18 +87,28 @@ _THROTTLED_XML = (
     "<Detail>The request limit was reached.</Detail></Error></Fault>"
 )
 _XML_TYPES = frozenset({"application/xml", "text/xml"})
+_RATE_WINDOW_S = 60.0
 
 Handler = Callable[[Request, str], Awaitable[Response]]
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
 class FaultSettings:
-    """How imperfect the fake is: failures, latency, and the file size limit."""
+    """How imperfect the fake is: failures, latency, limits and the file size."""
 
     failure_rate: float = 0.0  # fraction of API requests answered with a failure
     latency_ms: int = 0  # added to every API request
-    seed: int | None = None  # makes the failure sequence repeatable
+    seed: int | None = None  # makes failures and latency jitter repeatable
     max_file_bytes: int = filetypes.MAX_FILE_BYTES  # lowered by tests
+    # QBO's limits are off unless set; QBO itself allows 500 and 10 per realm.
+    rate_per_minute: int | None = None  # per realm, over a sliding minute
+    max_concurrent: int | None = None  # per realm, requests in flight
+    latency_jitter_ms: int = 0  # latency varies uniformly by this much either way
+    # No source confirms that QBO sends Retry-After; set, it lets tests check
+    # that a client honours one.
+    retry_after_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +131,75 @@ class _Upload:
     content: bytes
 
 
+@dataclass(slots=True)
+class _RealmLoad:
+    """One realm's traffic as the limits see it, and its figures for the stats."""
+
+    accepted: deque[float] = field(default_factory=deque)  # times, newest last
+    in_flight: int = 0
+    max_in_flight: int = 0
+    requests: int = 0
+    throttled: int = 0
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "throttled": self.throttled,
+            "requests": self.requests,
+            "max_in_flight": self.max_in_flight,
+        }
+
+
+class _Limits:
+    """QBO's per-realm request rate and concurrency, on the fake's own clock."""
+
+    def __init__(self, faults: FaultSettings, clock: Clock) -> None:
+        self._rate = faults.rate_per_minute
+        self._concurrent = faults.max_concurrent
+        self._clock = clock
+        self._realms: dict[str, _RealmLoad] = {}
+
+    def admit(self, realm_id: str) -> bool:
+        """Take a place for a request, or refuse it without counting it."""
+        load = self._realms.setdefault(realm_id, _RealmLoad())
+        load.requests += 1
+        if self._over_rate(load) or self._over_concurrency(load):
+            return False
+        # Times are kept only under a rate limit, so an unlimited fake serving
+        # a large migration does not hold one for every request.
+        if self._rate is not None:
+            load.accepted.append(self._clock())
+        load.in_flight += 1
+        load.max_in_flight = max(load.max_in_flight, load.in_flight)
+        return True
+
+    def _over_rate(self, load: _RealmLoad) -> bool:
+        if self._rate is None:
+            return False
+        window_start = self._clock() - _RATE_WINDOW_S
+        while load.accepted and load.accepted[0] <= window_start:
+            load.accepted.popleft()
+        return len(load.accepted) >= self._rate
+
+    def _over_concurrency(self, load: _RealmLoad) -> bool:
+        return self._concurrent is not None and load.in_flight >= self._concurrent
+
+    def release(self, realm_id: str) -> None:
+        self._realms[realm_id].in_flight -= 1
+
+    def answered(self, realm_id: str, status: int) -> None:
+        if status == 429:
+            self._realms[realm_id].throttled += 1
+
+    def stats(self) -> dict[str, object]:
+        loads = self._realms.values()
+        return {
+            "throttled": sum(load.throttled for load in loads),
+            "requests": sum(load.requests for load in loads),
+            "max_in_flight": max((load.max_in_flight for load in loads), default=0),
+            "realms": {realm: load.stats() for realm, load in self._realms.items()},
+        }
+
+
 class _RequestFault(Exception):
     """A request-level refusal, answered with a top-level JSON Fault."""
 
@@ -123,15 +218,26 @@ class _RequestFault(Exception):
         )
 
 
-def create_app(db_path: Path, faults: FaultSettings = FaultSettings()) -> Starlette:
+def create_app(
+    db_path: Path,
+    faults: FaultSettings = FaultSettings(),
+    *,
+    clock: Clock = time.monotonic,
+    sleep: Sleep | None = None,
+) -> Starlette:
     """The fake QBO as an ASGI app over the company state in ``db_path``.
+
+    ``clock`` (seconds) times the rate limit and ``sleep`` waits out the
+    latency, ``asyncio.sleep`` as it is when the app is made; tests replace
+    both so that nothing really waits.
 
     The store is reachable as ``app.state.company`` and closed when the app's
     lifespan ends (under uvicorn); an app used only through httpx's ASGI
     transport should have ``app.state.company.close()`` called by its owner.
     """
     company = FakeCompany(db_path)
-    server = _FakeQbo(company, faults)
+    limits = _Limits(faults, clock)
+    server = _FakeQbo(company, faults, limits, sleep or asyncio.sleep)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -178,11 +284,15 @@ class _TransactionIdMiddleware:
 
 
 class _FakeQbo:
-    """The endpoints, with the company state and the failure dice they share."""
+    """The endpoints, with the company state, limits and dice they share."""
 
-    def __init__(self, company: FakeCompany, faults: FaultSettings) -> None:
+    def __init__(
+        self, company: FakeCompany, faults: FaultSettings, limits: _Limits, sleep: Sleep
+    ) -> None:
         self._company = company
         self._faults = faults
+        self._limits = limits
+        self._sleep = sleep
         self._random = random.Random(faults.seed)
 
     def routes(self) -> list[Route]:
@@ -192,35 +302,62 @@ class _FakeQbo:
             Route(
                 f"{prefix}/query", self._guarded(self._query), methods=["GET", "POST"]
             ),
+            Route("/_fake/stats", self._stats, methods=["GET"]),
         ]
 
     def _guarded(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-        """Wrap a handler in what every API request goes through first."""
+        """Wrap a handler in the realm's limits and what each request meets."""
 
         async def endpoint(request: Request) -> Response:
-            if self._faults.latency_ms:
-                await asyncio.sleep(self._faults.latency_ms / 1000)
-            # Drawn before any work, so a failed request changes no state.
-            failure = self._injected_failure()
-            if failure is not None:
-                return failure
-            if not _has_bearer_token(request):
-                return _authentication_fault()
             realm_id = request.path_params["realm_id"]
-            if not self._company.realm_exists(realm_id):
-                return _authorization_fault(realm_id)
-            try:
-                return await handler(request, realm_id)
-            except _RequestFault as fault:
-                return fault.response()
+            if self._limits.admit(realm_id):
+                try:
+                    response = await self._handle(request, realm_id, handler)
+                finally:
+                    self._limits.release(realm_id)
+            else:
+                response = _throttled(self._faults.retry_after_s)
+            self._limits.answered(realm_id, response.status_code)
+            return response
 
         return endpoint
+
+    async def _handle(
+        self, request: Request, realm_id: str, handler: Handler
+    ) -> Response:
+        await self._pause()
+        # Drawn before any work, so a failed request changes no state.
+        failure = self._injected_failure()
+        if failure is not None:
+            return failure
+        if not _has_bearer_token(request):
+            return _authentication_fault()
+        if not self._company.realm_exists(realm_id):
+            return _authorization_fault(realm_id)
+        try:
+            return await handler(request, realm_id)
+        except _RequestFault as fault:
+            return fault.response()
+
+    async def _pause(self) -> None:
+        delay_ms: float = self._faults.latency_ms
+        jitter = self._faults.latency_jitter_ms
+        if jitter:
+            delay_ms += self._random.uniform(-jitter, jitter)
+        if delay_ms > 0:
+            await self._sleep(delay_ms / 1000)
 
     def _injected_failure(self) -> Response | None:
         rate = self._faults.failure_rate
         if rate <= 0 or self._random.random() >= rate:
             return None
-        return _transient_failure(self._random.choice(_TRANSIENT_STATUSES))
+        status = self._random.choice(_TRANSIENT_STATUSES)
+        if status == 429:
+            return _throttled(self._faults.retry_after_s)
+        return _transient_failure(status)
+
+    async def _stats(self, request: Request) -> Response:
+        return JSONResponse(self._limits.stats())
 
     async def _upload(self, request: Request, realm_id: str) -> Response:
         body = await request.body()
@@ -338,9 +475,20 @@ def _authorization_fault(realm_id: str) -> Response:
     )
 
 
+def _throttled(retry_after_s: float | None) -> Response:
+    response = Response(_THROTTLED_XML, 429, media_type="application/xml")
+    if retry_after_s is not None:
+        response.headers["Retry-After"] = _seconds_text(retry_after_s)
+    return response
+
+
+def _seconds_text(seconds: float) -> str:
+    """Whole seconds as HTTP writes them; a fraction is kept so tests wait less."""
+    value = float(seconds)
+    return str(int(value)) if value.is_integer() else str(value)
+
+
 def _transient_failure(status: int) -> Response:
-    if status == 429:
-        return Response(_THROTTLED_XML, 429, media_type="application/xml")
     if status == 500:
         error = {
             "Message": "An application error has occurred while processing "

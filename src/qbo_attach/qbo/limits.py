@@ -65,9 +65,11 @@ class RealmGate:
         """Hold a place in flight for one request, once the realm may be called."""
         await self._wait_out_pause()
         async with self._in_flight:
-            await self._wait_out_pause()
             if self._pacer is not None:
                 await self._pacer.acquire()
+            # A 429 may have paused the realm while this request waited its
+            # turn; checking only before the pacer would let it through.
+            await self._wait_out_pause()
             yield
 
     async def _wait_out_pause(self) -> None:

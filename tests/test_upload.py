@@ -10,29 +10,42 @@ import httpx
 import pytest
 
 from qbo_attach import runlog
+from qbo_attach import upload as upload_module
 from qbo_attach.errors import LockError
 from qbo_attach.records import RunLogRow, read_csv
 from qbo_attach.runlog import RunLogWriter
 from qbo_attach.settings import Settings
-from qbo_attach.upload import UploadOptions, UploadSummary, request_id_for, upload
+from qbo_attach.upload import (
+    Uploader,
+    UploadOptions,
+    UploadSummary,
+    request_id_for,
+    upload,
+)
 from tests.uploadkit import (
     ScriptedQbo,
     add_file,
     make_settings,
     nested_fault,
     remote_attachable,
+    success,
     write_verification,
 )
 
 
 class FakeSleep:
-    """Records the waits the uploader asks for instead of sleeping."""
+    """Records the waits asked for and moves a clock instead of sleeping."""
 
     def __init__(self) -> None:
         self.waits: list[float] = []
+        self.now = 0.0
 
     async def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
 
 
 def run_upload(
@@ -47,7 +60,7 @@ def run_upload(
     chosen = UploadOptions(**{"concurrency": 1, **options})  # type: ignore[arg-type]
 
     async def go() -> UploadSummary:
-        client = qbo.client(sleep)
+        client = qbo.client(sleep, sleep.clock)
         async with client.http:
             return await upload(settings, client, chosen, sleep=sleep)
 
@@ -304,3 +317,118 @@ def test_second_writer_is_refused(settings: Settings) -> None:
         assert caught.value.exit_code == 2
     finally:
         first.close()
+
+
+def throttled(retry_after: str | None = None) -> httpx.Response:
+    headers = {"Content-Type": "application/xml"}
+    if retry_after is not None:
+        headers["Retry-After"] = retry_after
+    body = (
+        '<Fault type="SERVICE"><Error code="3001"><Message>message=ThrottleExceeded'
+        "</Message><Detail>The request limit was reached.</Detail></Error></Fault>"
+    )
+    return httpx.Response(429, text=body, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "pause"),
+    [(None, 60.0), ("7", 7.0)],
+    ids=["intuit-advice", "retry-after"],
+)
+def test_throttle_pauses_the_realm_then_succeeds(
+    settings: Settings, retry_after: str | None, pause: float
+) -> None:
+    """429 then 200: the realm waits Retry-After, or 60 s without one."""
+    write_verification(settings, [add_file(settings, "Bill", "75", "a.pdf")])
+    qbo = ScriptedQbo(script=[lambda r: throttled(retry_after)])
+    summary, sleep = run_upload(settings, qbo, backoff_max=1.0)
+    assert summary.outcomes == {"success": 1}
+    # The file's own backoff is at most 1 s; the realm's pause covers the rest.
+    assert sleep.now == pytest.approx(pause)
+    rows = log_rows(settings.runlog)
+    assert [(r.outcome, r.attempt, r.status_code) for r in rows] == [
+        ("started", 1, None),
+        ("error", 1, 429),
+        ("started", 2, None),
+        ("success", 2, 200),
+    ]
+    assert rows[1].error_code == "3001"
+    assert rows[1].duration_ms is not None
+
+
+def test_throttle_slows_every_upload_of_the_realm(settings: Settings) -> None:
+    """After one 429 the other uploads wait out the same pause."""
+    rows = [add_file(settings, "Bill", str(n), "a.pdf") for n in range(3)]
+    write_verification(settings, rows)
+    qbo = ScriptedQbo(script=[lambda r: throttled("30")])
+    summary, sleep = run_upload(settings, qbo, concurrency=3, backoff_max=1.0)
+    assert summary.outcomes == {"success": 3}
+    # Backoff alone would be at most 1 s; the realm's pause held everything.
+    assert sleep.now == pytest.approx(30.0)
+
+
+def test_retry_failed_takes_only_errors(settings: Settings) -> None:
+    """--retry-failed re-attempts keys whose last outcome was error, nothing else."""
+    rows = [add_file(settings, "Bill", str(n), "a.pdf") for n in range(3)]
+    write_verification(settings, rows)
+    down = lambda r: httpx.Response(503, text="down")  # noqa: E731
+    run_upload(
+        settings,
+        ScriptedQbo(script=[down, down, lambda r: nested_fault()]),
+        max_attempts=2,
+        limit=2,
+    )
+    assert [r.outcome for r in log_rows(settings.errors_log)] == ["error", "rejected"]
+    qbo = ScriptedQbo()
+    summary, _ = run_upload(settings, qbo, retry_failed=True)
+    assert len(qbo.uploads) == 1
+    assert qbo.uploads[0].content.find(b'"value": "0"') > 0
+    assert summary.outcomes == {"success": 1}
+    assert summary.not_attempted == 2
+
+
+def test_stop_finishes_in_flight_and_leaves_the_rest(settings: Settings) -> None:
+    """After stop() no new upload starts; the summary says interrupted, exit 130."""
+    rows = [add_file(settings, "Bill", str(n), "a.pdf") for n in range(5)]
+    write_verification(settings, rows)
+    qbo = ScriptedQbo()
+    holder: list[Uploader] = []
+
+    def stop_after_first(request: httpx.Request) -> httpx.Response:
+        holder[0].stop()
+        return success(request, "1")
+
+    qbo.script = [stop_after_first]
+
+    async def go() -> UploadSummary:
+        client = qbo.client()
+        async with client.http:
+            uploader = Uploader(settings, client, UploadOptions(concurrency=1))
+            holder.append(uploader)
+            return await uploader.run()
+
+    summary = asyncio.run(go())
+    assert len(qbo.uploads) == 1
+    assert summary.outcomes == {"success": 1}
+    assert summary.not_attempted == 4
+    assert summary.exit_code == 130
+
+
+def test_many_in_doubt_keys_are_reconciled_in_one_pass(settings: Settings) -> None:
+    """Past the threshold, reconciliation pages through the company once."""
+    count = upload_module.RECONCILE_BULK_THRESHOLD + 5
+    rows = [add_file(settings, "Bill", str(n), "a.pdf") for n in range(count)]
+    write_verification(settings, rows)
+    run_upload(settings, ScriptedQbo())
+    lines = settings.runlog.read_text().splitlines(keepends=True)
+    started = [line for line in lines[1:] if line.rstrip().endswith(",started")]
+    settings.runlog.write_text("".join([lines[0], *started]))
+    remote = [
+        remote_attachable("Bill", str(n), "a.pdf", rows[n].size_bytes or 0)
+        for n in range(count)
+    ]
+    qbo = ScriptedQbo(remote=remote, page_all=True)
+    summary, _ = run_upload(settings, qbo)
+    assert qbo.uploads == []
+    assert summary.outcomes == {"reconciled": count}
+    assert all("where" not in q for q in qbo.queries)

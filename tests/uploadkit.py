@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from qbo_attach.qbo.client import QboClient
-from qbo_attach.qbo.limits import RealmGate, RealmLimits, Sleep
+from qbo_attach.qbo.limits import Clock, RealmGate, RealmLimits, Sleep
 from qbo_attach.records import VerificationRow, write_csv
 from qbo_attach.settings import Settings
 
@@ -95,6 +96,7 @@ class ScriptedQbo:
     remote: list[dict[str, object]] = field(default_factory=list)
     uploads: list[httpx.Request] = field(default_factory=list)
     queries: list[str] = field(default_factory=list)
+    page_all: bool = False  # answer a query without a where clause with everything
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/query"):
@@ -107,7 +109,10 @@ class ScriptedQbo:
     def _query(self, request: httpx.Request) -> httpx.Response:
         statement = request.content.decode()
         self.queries.append(statement)
-        rows = [r for r in self.remote if f"'{r['_value']}'" in statement]
+        if self.page_all and " where " not in statement:
+            rows = list(self.remote)
+        else:
+            rows = [r for r in self.remote if f"'{r['_value']}'" in statement]
         body = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
         if "startposition 1 " not in statement:
             body = []
@@ -115,12 +120,14 @@ class ScriptedQbo:
             200, content=json.dumps({"QueryResponse": {"Attachable": body}}).encode()
         )
 
-    def client(self, sleep: Sleep | None = None) -> QboClient:
+    def client(
+        self, sleep: Sleep | None = None, clock: Clock = time.monotonic
+    ) -> QboClient:
         """A client whose realm gate has no rate and waits through ``sleep``."""
         http = httpx.AsyncClient(
             transport=httpx.MockTransport(self.handler), base_url="http://qbo.test"
         )
-        gate = RealmGate(RealmLimits(rate_per_minute=None), sleep=sleep)
+        gate = RealmGate(RealmLimits(rate_per_minute=None), sleep=sleep, clock=clock)
         return QboClient(http, REALM, gate)
 
 

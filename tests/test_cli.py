@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 from qbo_attach import upload
 from qbo_attach.cli import main
 from qbo_attach.fake.store import FakeCompany
+from qbo_attach.qbo import limits
 from qbo_attach.settings import FAKE_REALM_ID
 
 COMMANDS = [
@@ -107,16 +108,29 @@ def test_rerun_attaches_nothing_new(tmp_path: Path) -> None:
     assert set(keys.values()) == {1}
 
 
+class FakeTime:
+    """A clock that moves only when someone waits on it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.waits: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
 def test_flaky_fake_still_uploads_everything(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With a seeded 20% failure rate, retries still get every file through."""
-    waits: list[float] = []
-
-    async def no_sleep(seconds: float) -> None:
-        waits.append(seconds)
-
-    monkeypatch.setattr(upload, "backoff_sleep", no_sleep)
+    fake_time = FakeTime()
+    monkeypatch.setattr(upload, "backoff_sleep", fake_time.sleep)
+    monkeypatch.setattr(limits, "pause", fake_time.sleep)
+    monkeypatch.setattr(limits, "now", fake_time.clock)
     invoke(tmp_path, "demo-data", "--attachments", "40")
     result = invoke(
         tmp_path,
@@ -129,7 +143,7 @@ def test_flaky_fake_still_uploads_everything(
         "8",
     )
     assert result.exit_code == 0, result.output
-    assert waits
+    assert fake_time.waits
     runlog = rows(tmp_path / "logs" / "qbo_attach_runlog.csv")
     assert any(r["outcome"] == "error" for r in runlog)
 
@@ -221,7 +235,10 @@ def test_run_against_fake_server_over_http(tmp_path: Path) -> None:
     )
     try:
         wait_for(f"http://127.0.0.1:{port}/")
-        result = invoke(tmp_path, "run", "--target", f"http://127.0.0.1:{port}")
+        target = f"http://127.0.0.1:{port}"
+        result = invoke(
+            tmp_path, "run", "--target", target, "--rate-per-minute", "100000"
+        )
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,7 +120,7 @@ class ScriptedQbo:
         )
 
     def client(
-        self, sleep: Sleep | None = None, clock: Clock = time.monotonic
+        self, sleep: Sleep | None = None, clock: Clock | None = None
     ) -> QboClient:
         """A client whose realm gate has no rate and waits through ``sleep``."""
         http = httpx.AsyncClient(

@@ -29,6 +29,16 @@ Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
 
 
+async def pause(seconds: float) -> None:
+    """How the gate waits; tests replace it, and ``now``, so nothing sleeps."""
+    await asyncio.sleep(seconds)
+
+
+def now() -> float:
+    """The gate's clock."""
+    return time.monotonic()
+
+
 @dataclass(frozen=True, slots=True)
 class RealmLimits:
     """How fast the client may talk to one realm; None lifts a limit."""
@@ -46,11 +56,11 @@ class RealmGate:
         limits: RealmLimits,
         *,
         sleep: Sleep | None = None,
-        clock: Clock = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
         self.limits = limits
-        self._sleep = sleep or asyncio.sleep
-        self._clock = clock
+        self._sleep = sleep or pause
+        self._clock = clock or now
         self._in_flight = asyncio.Semaphore(limits.max_in_flight)
         self._pacer = (
             AsyncLimiter(1, 60.0 * PACING_MARGIN / limits.rate_per_minute)

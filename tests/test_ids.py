@@ -39,7 +39,8 @@ def test_normalize_legacy_id(raw: str, expected: str) -> None:
 
 def test_tree_and_mapping_spellings_join() -> None:
     """The tree's prefixed id and the mapping's id normalise alike."""
-    for mapping_id in ("4-1439202892", "80000004-1424241304", "1A3F-1262304000"):
+    ids = ("4-1439202892", "80000004-1424241304", "1A3F-1262304000", "8080-13290")
+    for mapping_id in ids:
         assert normalize_legacy_id("80" + mapping_id) == normalize_legacy_id(mapping_id)
 
 
@@ -87,12 +88,13 @@ def test_normalize_entity_type_is_idempotent(raw: str) -> None:
     ("normalized", "valid"),
     [
         ("4-1439202892", True),
+        ("-1329046972", True),
         ("", False),
         ("A B", False),
         ("../X", False),
-        ("-1", False),
+        ("--", False),
     ],
-    ids=["desktop", "empty", "space", "traversal", "leading-dash"],
+    ids=["desktop", "counter-was-prefix", "empty", "space", "traversal", "no-alnum"],
 )
 def test_is_valid_legacy_id(normalized: str, valid: bool) -> None:
     """Only ids that could name a desktop record are valid."""

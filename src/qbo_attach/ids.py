@@ -11,8 +11,10 @@ import re
 DEFAULT_LEGACY_ID_PREFIX = "80"
 
 # Desktop ids are "<hex counter>-<epoch>"; other layouts may carry other ids,
-# so only characters that cannot be part of any id are refused.
-_VALID_ID = re.compile(r"[0-9A-Z][0-9A-Z_.-]*")
+# so only characters that cannot be part of any id are refused. A leading
+# hyphen is allowed: a TxnID whose counter is the prefix itself (8080-...)
+# normalises to "-<epoch>" on both sides of the join.
+_VALID_ID = re.compile(r"(?=.*[0-9A-Z])[0-9A-Z_.-]+")
 _TYPE_SEPARATORS = re.compile(r"[\s_-]+")
 
 
@@ -23,6 +25,12 @@ def normalize_legacy_id(raw: str, prefix: str = DEFAULT_LEGACY_ID_PREFIX) -> str
     rule idempotent: the tree's ``8080000004-1424241304`` and the mapping's
     ``80000004-1424241304`` both become ``000004-1424241304``. The original
     spellings stay in ``raw_legacy_id`` and ``qbdt_exportable_id``.
+
+    The price of idempotence: counters that differ only by leading prefixes
+    (``80A3-T`` and ``A3-T``) normalise alike. Desktop counters are sequential
+    and the epoch is the creation second, so two such records would have to
+    be created in the same second 32,768 records apart; the gate reports such
+    a pair as ``ambiguous_mapping`` rather than guessing.
     """
     text = raw.strip().upper()
     marker = prefix.strip().upper()

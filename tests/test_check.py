@@ -85,27 +85,15 @@ def stored_for(row: VerificationRow, size: int | None = None) -> NewAttachable:
 def logged(
     row: VerificationRow, attachable_id: str = "", outcome: str = runlog.SUCCESS
 ) -> RunLogRow:
-    return RunLogRow(
+    return RunLogRow.for_file(
+        row,
         ts="2024-05-02T17:00:00+00:00",
         run_id="run-1",
-        legacy_txnid_norm=row.legacy_txnid_norm,
-        legacy_entity_type=row.legacy_entity_type,
-        raw_legacy_id=row.raw_legacy_id,
-        qbo_entity_type=row.qbo_entity_type,
-        qbo_entity_id=row.qbo_entity_id,
-        file_name=row.file_name,
-        file_path=row.file_path,
-        size_bytes=row.size_bytes,
-        sha256=row.sha256,
-        request_id="",
+        outcome=outcome,
         attempt=1,
         status_code=200 if attachable_id else None,
-        error_code="",
-        error="",
-        intuit_tid="",
         qbo_attachable_id=attachable_id,
         duration_ms=5,
-        outcome=outcome,
     )
 
 

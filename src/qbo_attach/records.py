@@ -120,10 +120,43 @@ class RunLogRow:
 
     artifact: ClassVar[str] = "qbo_attach_runlog.csv"
 
+    @classmethod
+    def for_file(
+        cls, row: VerificationRow, *, ts: str, run_id: str, outcome: str, **fields: Any
+    ) -> Self:
+        """An event about one verified file; columns not named stay empty."""
+        values: dict[str, Any] = {name: getattr(row, name) for name in _FILE_COLUMNS}
+        values.update(
+            request_id="",
+            attempt=None,
+            status_code=None,
+            error_code="",
+            error="",
+            intuit_tid="",
+            qbo_attachable_id="",
+            duration_ms=None,
+        )
+        values.update(fields)
+        return cls(ts=ts, run_id=run_id, outcome=outcome, **values)
+
     @property
     def key(self) -> tuple[str, str, str]:
         """The idempotency key: one attachment per record and file name."""
         return (self.qbo_entity_type, self.qbo_entity_id, self.file_name)
+
+
+# The run log's columns that describe the file, copied from its verification.
+_FILE_COLUMNS = (
+    "legacy_txnid_norm",
+    "legacy_entity_type",
+    "raw_legacy_id",
+    "qbo_entity_type",
+    "qbo_entity_id",
+    "file_name",
+    "file_path",
+    "size_bytes",
+    "sha256",
+)
 
 
 @dataclass(frozen=True, slots=True)

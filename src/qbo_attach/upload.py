@@ -22,7 +22,7 @@ import secrets
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -437,29 +437,9 @@ class Uploader:
         self._progress(outcome)
 
     def _event(self, row: VerificationRow, outcome: str, **fields: object) -> RunLogRow:
-        base = RunLogRow(
-            ts=now(),
-            run_id=self.summary.run_id,
-            legacy_txnid_norm=row.legacy_txnid_norm,
-            legacy_entity_type=row.legacy_entity_type,
-            raw_legacy_id=row.raw_legacy_id,
-            qbo_entity_type=row.qbo_entity_type,
-            qbo_entity_id=row.qbo_entity_id,
-            file_name=row.file_name,
-            file_path=row.file_path,
-            size_bytes=row.size_bytes,
-            sha256=row.sha256,
-            request_id="",
-            attempt=None,
-            status_code=None,
-            error_code="",
-            error="",
-            intuit_tid="",
-            qbo_attachable_id="",
-            duration_ms=None,
-            outcome=outcome,
+        return RunLogRow.for_file(
+            row, ts=now(), run_id=self.summary.run_id, outcome=outcome, **fields
         )
-        return replace(base, **fields)  # type: ignore[arg-type]
 
 
 def _matching(candidates: list[Attachable], row: VerificationRow) -> Attachable | None:

@@ -8,12 +8,15 @@ stand in for a retry or a backoff.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -38,10 +41,11 @@ UPLOAD = [
 ]
 
 
-def test_sigkill_at_random_moments_still_attaches_each_file_once(
-    tmp_path: Path,
-) -> None:
-    """Killed and rerun until done, every verified key is attached exactly once."""
+@contextlib.contextmanager
+def served_company(
+    tmp_path: Path, files: int, latency_ms: str
+) -> Iterator[dict[str, str]]:
+    """A demo company behind a fake-server process, verified and ready to upload."""
     env = {
         **os.environ,
         "DATA_DIR": str(tmp_path / "data"),
@@ -49,51 +53,39 @@ def test_sigkill_at_random_moments_still_attaches_each_file_once(
         "LOG_DIR": str(tmp_path / "logs"),
     }
     runner = CliRunner()
-    assert (
-        runner.invoke(
-            main, ["demo-data", "--attachments", str(FILES)], env=env
-        ).exit_code
-        == 0
-    )
+    made = runner.invoke(main, ["demo-data", "--attachments", str(files)], env=env)
+    assert made.exit_code == 0, made.output
     port = free_port()
-    target = f"http://127.0.0.1:{port}"
-    env["QBO_TARGET"] = target
+    env["QBO_TARGET"] = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "qbo_attach",
-            "fake-server",
-            "--port",
-            str(port),
-            "--latency-ms",
-            "20,10",
-            "--seed",
-            "1",
-        ],
+        [*QBO_ATTACH, "fake-server", "--port", str(port), "--latency-ms", latency_ms],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(f"{target}/")
+        wait_for(f"{env['QBO_TARGET']}/")
         for stage in ("mapping", "inventory", "verify"):
             result = runner.invoke(main, [stage], env=env)
             assert result.exit_code == 0, result.output
-        kills = kill_repeatedly(env, random.Random(20261203))
-        final = subprocess.run(
-            UPLOAD,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert final.returncode == 0, final.stdout + final.stderr
-        attached = remote_keys(target)
-        check = runner.invoke(main, ["check"], env=env)
+        yield env
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_sigkill_at_random_moments_still_attaches_each_file_once(
+    tmp_path: Path,
+) -> None:
+    """Killed and rerun until done, every verified key is attached exactly once."""
+    with served_company(tmp_path, FILES, "50,20") as env:
+        kills = kill_repeatedly(env, random.Random(20261203))
+        final = subprocess.run(
+            UPLOAD, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert final.returncode == 0, final.stdout + final.stderr
+        attached = remote_keys(env["QBO_TARGET"])
+        check = CliRunner().invoke(main, ["check"], env=env)
 
     verified = {
         (r["qbo_entity_type"], r["qbo_entity_id"], r["file_name"])
@@ -157,3 +149,32 @@ def remote_keys(target: str) -> Counter[tuple[str, str, str]]:
             if len(page) < 1000:
                 return found
             start += 1000
+
+
+def test_ctrl_c_finishes_calls_in_flight_and_exits_130(tmp_path: Path) -> None:
+    """One SIGINT: no new uploads, those in flight recorded, summary, exit 130."""
+    with served_company(tmp_path, 200, "100") as env:
+        process = subprocess.Popen(
+            UPLOAD, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        wait_for_rows(tmp_path / "logs" / "qbo_attach_runlog.csv", 10)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+
+    assert process.returncode == 130, out + err
+    assert "interrupted" in out
+    assert "not attempted" in out
+    log = rows(tmp_path / "logs" / "qbo_attach_runlog.csv")
+    started = Counter(r["file_path"] for r in log if r["outcome"] == "started")
+    finished = Counter(r["file_path"] for r in log if r["outcome"] == "success")
+    assert started == finished, "a call in flight was left without its outcome"
+
+
+def wait_for_rows(path: Path, count: int) -> None:
+    """Wait until the uploader has written ``count`` rows (it is under way)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if path.exists() and len(path.read_text().splitlines()) > count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{path} did not grow to {count} rows")

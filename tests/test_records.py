@@ -1,8 +1,12 @@
 """Reading and writing the CSV artifacts."""
 
+import csv
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from qbo_attach.errors import InputError, UsageError
 from qbo_attach.records import MappingRow, RunLogRow, columns, read_csv, write_csv
@@ -84,3 +88,38 @@ def test_absent_file_says_how_to_make_it(tmp_path: Path) -> None:
                 tmp_path / "nope.csv", MappingRow, hint="Run `qbo-attach mapping`."
             )
         )
+
+
+@pytest.mark.parametrize(
+    "name",
+    ['=HYPERLINK("x")', "+1", "-2", "@SUM(A1)", "'quoted", "\tx", "\rx", "plain"],
+    ids=["equals", "plus", "minus", "at", "apostrophe", "tab", "cr", "plain"],
+)
+def test_formula_cells_are_neutralised_and_read_back(tmp_path: Path, name: str) -> None:
+    """A cell a spreadsheet would run is written inert and read back unchanged."""
+    path = tmp_path / "m.csv"
+    row = MappingRow(name, "BILL", "Bill", "7", name)
+    write_csv(path, MappingRow, [row])
+    cells = next(csv.reader(path.open(newline="")))  # the header
+    assert cells[0] == "legacy_txnid_norm"
+    written = list(csv.reader(path.open(newline="")))[1][0]
+    assert not written.startswith(("=", "+", "-", "@", "\t", "\r"))
+    assert list(read_csv(path, MappingRow)) == [row]
+
+
+# No NUL: no file system allows it in a name, and the reader takes it as binary.
+TEXT = st.text(
+    alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"),
+    max_size=40,
+)
+
+
+@given(text=TEXT)
+def test_any_text_survives_a_csv_round_trip(text: str) -> None:
+    """Whatever a cell holds (commas, quotes, breaks, formulas) reads back equal."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "m.csv"
+        # One fixed cell: a row of blank cells is a blank line, which is skipped.
+        row = MappingRow(text, text, text, "7", text)
+        write_csv(path, MappingRow, [row])
+        assert list(read_csv(path, MappingRow)) == [row]

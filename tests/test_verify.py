@@ -213,3 +213,27 @@ def test_coverage_counts_mapping_whatever_the_file(tmp_path: Path) -> None:
         1,
         0,
     )
+
+
+def test_hand_made_mapping_with_raw_ids_still_joins(tmp_path: Path) -> None:
+    """Ids spelt as the desktop does (prefix, spaces, lower case) join anyway."""
+    inventory = tmp_path / "attachments_inventory.csv"
+    mapping = tmp_path / "mapping_export.csv"
+    write_csv(inventory, InventoryRow, [inv("AB-1439202892", "BILL")])
+    write_csv(
+        mapping,
+        MappingRow,
+        [MappingRow(" 80ab-1439202892 ", "bill", "Bill", "75", "ab-1439202892")],
+    )
+    verify.verify(inventory, mapping, tmp_path / "log.csv", tmp_path / "skips.csv")
+    log = list(read_csv(tmp_path / "log.csv", VerificationRow))
+    assert [(r.status, r.qbo_entity_id) for r in log] == [(verify.OK, "75")]
+
+
+def test_only_ids_the_tree_holds_are_kept_from_the_mapping(tmp_path: Path) -> None:
+    """Mapping rows for records without files never reach memory."""
+    mapping = tmp_path / "mapping_export.csv"
+    write_csv(mapping, MappingRow, MAPPING)
+    index = verify.load_mapping(mapping, wanted={"4-1439202892"})
+    assert set(index.by_id) == {"4-1439202892"}
+    assert index.lookup("BILL", "4-1439202892") == {("Bill", "75")}

@@ -4,7 +4,8 @@ Every error the tool raises on purpose derives from ``QboAttachError``::
 
     QboAttachError
     ├── UsageError        bad option, configuration or input file (exit 2)
-    │   └── InputError    a CSV that cannot be used: names file, row, column
+    │   ├── InputError    a CSV that cannot be used: names file, row, column
+    │   └── AuthError     no usable OAuth sign-in: run `qbo-attach auth login`
     ├── LockError         another uploader holds the run log (exit 2)
     └── RemoteError       the QBO API answered with something unusable
         ├── TransientError  worth retrying: 429, 5xx, connection trouble
@@ -51,6 +52,13 @@ class InputError(UsageError):
         if column is not None:
             where += f", column {column!r}"
         super().__init__(f"{where}: {problem}")
+
+
+class AuthError(UsageError):
+    """No usable OAuth sign-in for a real target; the message says what to run.
+
+    Its message never holds a token or the client secret.
+    """
 
 
 class LockError(QboAttachError):

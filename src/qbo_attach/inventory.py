@@ -43,7 +43,7 @@ from qbo_attach.errors import QboAttachError, UsageError
 from qbo_attach.filetypes import UNKNOWN_CONTENT_TYPE, content_type_for
 from qbo_attach.ids import normalize_entity_type, normalize_legacy_id
 from qbo_attach.layout import Layout
-from qbo_attach.records import InventoryRow, columns
+from qbo_attach.records import FORMULA_STARTS, InventoryRow, columns, neutralize
 
 log = logging.getLogger(__name__)
 
@@ -577,14 +577,30 @@ def _csv_text(rows: list[_Row]) -> str:
         for a, b, c, d, e, f, g, h, i in rows
     ]
     text = "".join(lines)
-    if _is_plain(text, len(lines)):
+    if _is_plain(text, len(lines)) and not _may_run_as_formula("\n" + text):
         return text
     return "".join(
         [
-            line if _is_plain(line, 1) else _quoted(row)
+            line
+            if _is_plain(line, 1) and not _may_run_as_formula("\n" + line)
+            else _quoted(row)
             for row, line in zip(rows, lines, strict=True)
         ]
     )
+
+
+def _may_run_as_formula(text: str) -> bool:
+    """Whether a cell of plain lines (each after a newline) starts like a formula.
+
+    In plain lines every cell starts after a comma or a newline; checking the
+    whole text for those pairs costs far less than a look at every cell. A
+    carriage return is left out: plain lines hold one, ending the line, and a
+    cell holding another is not plain anyway.
+    """
+    return any(f",{start}" in text or f"\n{start}" in text for start in _CELL_STARTS)
+
+
+_CELL_STARTS = tuple(start for start in FORMULA_STARTS if start != "\r")
 
 
 def _is_plain(text: str, count: int) -> bool:
@@ -598,6 +614,8 @@ def _is_plain(text: str, count: int) -> bool:
 
 
 def _quoted(row: _Row) -> str:
+    """One row as ``records.CsvWriter`` writes it, text cells neutralised."""
     buffer = io.StringIO(newline="")
-    csv.writer(buffer).writerow(row)
+    cells = [neutralize(cell) if isinstance(cell, str) else cell for cell in row]
+    csv.writer(buffer).writerow(["" if cell is None else cell for cell in cells])
     return buffer.getvalue()

@@ -197,8 +197,30 @@ def _int_columns(cls: type[Any]) -> frozenset[str]:
     )
 
 
+# A cell starting with one of these runs as a formula when a spreadsheet opens
+# the CSV (=, +, -, @, and tab or carriage return before them). Such cells are
+# written with a leading apostrophe, which spreadsheets show as text; cells
+# that start with an apostrophe get one more, so reading strips exactly one
+# and every value comes back as it was.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def neutralize(text: str) -> str:
+    """The text as written to a CSV cell, safe to open in a spreadsheet."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def restore(text: str) -> str:
+    """The value a CSV cell written by ``neutralize`` holds."""
+    return text[1:] if text.startswith("'") else text
+
+
 def _cell(value: object) -> object:
-    return "" if value is None else value
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return neutralize(value)
+    return value
 
 
 class CsvWriter:
@@ -352,7 +374,7 @@ def _parse(
         if name in ints:
             values[name] = _parse_int(path, line, name, cell)
         else:
-            values[name] = cell
+            values[name] = restore(cell)
     return cls(**values)
 
 

@@ -10,12 +10,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import platformdirs
+
 from qbo_attach.ids import DEFAULT_LEGACY_ID_PREFIX
 
 DEFAULT_LAYOUT = "{legacy_entity_type}/{raw_legacy_id}/{file_name}"
 DEFAULT_TARGET = "fake"
 # A made-up realm for the fake company; real realms come from the OAuth redirect.
 FAKE_REALM_ID = "9130356789012345"
+# The targets that are Intuit's own API, reached with OAuth 2.0 tokens.
+REAL_TARGETS = ("sandbox", "production")
+
+
+def default_token_file(target: str) -> Path:
+    """A target's token file unless QBO_TOKEN_FILE names one.
+
+    It lives in the user's config folder, not the working folder, so tokens
+    stay out of a migration folder that gets copied or shared; one file per
+    target keeps a sandbox sign-in from ever being used on production.
+    """
+    return platformdirs.user_config_path("qbo-attach") / f"tokens-{target}.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +43,17 @@ class Settings:
     realm_id: str = FAKE_REALM_ID
     legacy_id_prefix: str = DEFAULT_LEGACY_ID_PREFIX
     files_layout: str = DEFAULT_LAYOUT
+    token_file: Path | None = None  # None: default_token_file(target)
+    # Production is only touched when someone said so (--yes-production).
+    yes_production: bool = False
+
+    @property
+    def is_real_target(self) -> bool:
+        return self.target in REAL_TARGETS
+
+    @property
+    def tokens_path(self) -> Path:
+        return self.token_file or default_token_file(self.target)
 
     @property
     def inventory_csv(self) -> Path:

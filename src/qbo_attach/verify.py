@@ -13,13 +13,19 @@ on one record, which needs every other verdict first.
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Container, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from qbo_attach import filetypes
-from qbo_attach.ids import is_valid_legacy_id, normalize_entity_type
+from qbo_attach.ids import (
+    DEFAULT_LEGACY_ID_PREFIX,
+    is_valid_legacy_id,
+    normalize_entity_type,
+    normalize_legacy_id,
+)
 from qbo_attach.records import (
     CsvWriter,
     InventoryRow,
@@ -54,7 +60,7 @@ STATUSES = (
 )
 
 # System files that desktop folders collect and nobody attached on purpose.
-DEFAULT_EXCLUDED_NAMES = ("Thumbs.db", ".DS_Store", "desktop.ini", "~$*")
+DEFAULT_EXCLUDED_NAMES = ("Thumbs.db", ".DS_Store", "desktop.ini", "~$*", "._*")
 LAYOUT_PROBLEM = "path does not match"
 
 Target = tuple[str, str]
@@ -138,9 +144,31 @@ class Verdict:
     target: Target = ("", "")
 
 
-def load_mapping(path: Path) -> MappingIndex:
+def load_mapping(
+    path: Path,
+    prefix: str = DEFAULT_LEGACY_ID_PREFIX,
+    wanted: Container[str] | None = None,
+) -> MappingIndex:
+    """The mapping, ids normalised again, keeping only the ``wanted`` ids.
+
+    A mapping supplied by hand may carry ids as the desktop spells them, with
+    spaces or in lower case; normalising is idempotent, so ids the tool wrote
+    itself are unchanged. Keeping only the ids the inventory holds bounds the
+    memory by the tree's size, whatever the mapping's: a company's mapping can
+    hold a million rows for a few thousand attached files.
+    """
     hint = "Run `qbo-attach mapping` first, or supply the file by hand."
-    return MappingIndex(read_csv(path, MappingRow, hint=hint))
+    rows = (
+        replace(
+            row,
+            legacy_txnid_norm=normalize_legacy_id(row.legacy_txnid_norm, prefix),
+            legacy_entity_type=normalize_entity_type(row.legacy_entity_type),
+        )
+        for row in read_csv(path, MappingRow, hint=hint)
+    )
+    return MappingIndex(
+        row for row in rows if wanted is None or row.legacy_txnid_norm in wanted
+    )
 
 
 def classify(row: InventoryRow, mapping: MappingIndex) -> Verdict:
@@ -223,20 +251,24 @@ def verify(
     log_path: Path,
     skips_path: Path,
     exclusions: Exclusions = Exclusions(),
+    prefix: str = DEFAULT_LEGACY_ID_PREFIX,
 ) -> VerificationSummary:
     """Classify every inventory row into the verification log or the skips file.
 
-    Two passes over the inventory keep memory small: the first finds file
-    names that collide on one record, the second writes the verdicts.
+    Passes over the inventory, not rows held in memory, keep memory small:
+    the first collects the ids to look up, the second finds file names that
+    collide on one record, the third writes the verdicts.
     """
-    mapping = load_mapping(mapping_path)
-    collisions = _collisions(_verdicts(inventory, mapping, exclusions))
+    rows = functools.partial(_inventory_rows, inventory, prefix)
+    wanted = {row.legacy_txnid_norm for row in rows()}
+    mapping = load_mapping(mapping_path, prefix, wanted)
+    collisions = _collisions(_verdicts(rows(), mapping, exclusions))
     summary = VerificationSummary()
     with (
         CsvWriter(log_path, VerificationRow) as out,
         CsvWriter(skips_path, VerificationRow) as skips,
     ):
-        for row, verdict in _verdicts(inventory, mapping, exclusions):
+        for row, verdict in _verdicts(rows(), mapping, exclusions):
             if verdict.status == SKIPPED_BY_CONFIG:
                 skips.write(_row(row, verdict))
                 summary.skipped += 1
@@ -247,14 +279,20 @@ def verify(
     return summary
 
 
-def _inventory_rows(path: Path) -> Iterator[InventoryRow]:
-    return read_csv(path, InventoryRow, hint="Run `qbo-attach inventory` first.")
+def _inventory_rows(path: Path, prefix: str) -> Iterator[InventoryRow]:
+    """The inventory, ids normalised again in case it was edited by hand."""
+    for row in read_csv(path, InventoryRow, hint="Run `qbo-attach inventory` first."):
+        norm = normalize_legacy_id(row.legacy_txnid_norm, prefix)
+        kind = normalize_entity_type(row.legacy_entity_type)
+        if norm != row.legacy_txnid_norm or kind != row.legacy_entity_type:
+            row = replace(row, legacy_txnid_norm=norm, legacy_entity_type=kind)
+        yield row
 
 
 def _verdicts(
-    inventory: Path, mapping: MappingIndex, exclusions: Exclusions
+    rows: Iterable[InventoryRow], mapping: MappingIndex, exclusions: Exclusions
 ) -> Iterator[tuple[InventoryRow, Verdict]]:
-    for row in _inventory_rows(inventory):
+    for row in rows:
         excluded = exclusions.reason(row)
         if excluded:
             yield row, Verdict(SKIPPED_BY_CONFIG, excluded)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import os
 import socket
 import subprocess
@@ -261,3 +262,42 @@ def wait_for(url: str) -> None:
         except httpx.TransportError:
             time.sleep(0.05)
     raise AssertionError(f"{url} did not come up")
+
+
+def test_log_dir_that_cannot_be_written_exits_2(tmp_path: Path) -> None:
+    """A LOG_DIR that is not a writable folder stops verify with exit 2."""
+    invoke(tmp_path, "demo-data", "--attachments", "10")
+    invoke(tmp_path, "mapping")
+    invoke(tmp_path, "inventory")
+    (tmp_path / "logs").write_text("a file where the log folder should be")
+    result = invoke(tmp_path, "verify")
+    assert result.exit_code == 2
+    assert "cannot write" in result.output
+    assert "logs" in result.output
+
+
+def test_disk_full_mid_upload_exits_2_and_the_next_run_finishes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk stops the upload cleanly; the run log stays usable."""
+    invoke(tmp_path, "demo-data", "--attachments", "30")
+    for stage in ("mapping", "inventory", "verify"):
+        invoke(tmp_path, stage)
+    real_fsync = os.fsync
+    calls = {"n": 0}
+
+    def fsync_until_full(fd: int) -> None:
+        calls["n"] += 1
+        if calls["n"] > 12:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync_until_full)
+    full = invoke(tmp_path, "upload", "--concurrency", "1")
+    assert full.exit_code == 2
+    assert "No space left on device" in full.output
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    again = invoke(tmp_path, "upload")
+    assert again.exit_code == 0, again.output
+    check = invoke(tmp_path, "check")
+    assert check.exit_code == 0, check.output

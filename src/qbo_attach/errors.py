@@ -7,6 +7,8 @@ Every error the tool raises on purpose derives from ``QboAttachError``::
     │   ├── InputError    a CSV that cannot be used: names file, row, column
     │   └── AuthError     no usable OAuth sign-in: run `qbo-attach auth login`
     ├── LockError         another uploader holds the run log (exit 2)
+    ├── StorageError      a log or artifact cannot be written: read-only
+    │                     folder, disk full (exit 2)
     └── RemoteError       the QBO API answered with something unusable
         ├── TransientError  worth retrying: 429, 5xx, connection trouble
         └── PermanentError  the remote refused this request: a Fault, 4xx
@@ -65,6 +67,20 @@ class LockError(QboAttachError):
     """Another process is writing the same run log."""
 
     exit_code = 2
+
+
+class StorageError(QboAttachError):
+    """An artifact cannot be written; what was written before stays readable."""
+
+    exit_code = 2
+
+    def __init__(self, path: Path | str, exc: OSError) -> None:
+        self.path = Path(path)
+        reason = exc.strerror or str(exc)
+        super().__init__(
+            f"{path}: cannot write ({reason}); make the folder writable or free "
+            "some space, then run the same command again"
+        )
 
 
 class RemoteError(QboAttachError):

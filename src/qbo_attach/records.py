@@ -7,6 +7,7 @@ columns may be added at the end, never renamed.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import os
@@ -17,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, ClassVar, Self, TypeVar
 
-from qbo_attach.errors import InputError, UsageError
+from qbo_attach.errors import InputError, StorageError, UsageError
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,21 +238,31 @@ class CsvWriter:
         self.path = path
         self.sync = sync
         self._columns = columns(cls)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = not append or not path.exists() or path.stat().st_size == 0
-        self._file: IO[str] = path.open(
-            "a" if append else "w", encoding="utf-8", newline=""
-        )
-        self._writer = csv.writer(self._file)
-        if fresh:
-            self._writer.writerow(self._columns)
-            self._flush()
+        with self._storage():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fresh = not append or not path.exists() or path.stat().st_size == 0
+            self._file: IO[str] = path.open(
+                "a" if append else "w", encoding="utf-8", newline=""
+            )
+            self._writer = csv.writer(self._file)
+            if fresh:
+                self._writer.writerow(self._columns)
+                self._flush()
+
+    @contextlib.contextmanager
+    def _storage(self) -> Iterator[None]:
+        """Turn a failed write (read-only folder, full disk) into StorageError."""
+        try:
+            yield
+        except OSError as exc:
+            raise StorageError(self.path, exc) from exc
 
     def write(self, row: Any, *, sync: bool = True) -> None:
         """Write one row; a syncing writer syncs it unless ``sync`` is False."""
-        self._writer.writerow([_cell(getattr(row, name)) for name in self._columns])
-        if self.sync and sync:
-            self._flush()
+        with self._storage():
+            self._writer.writerow([_cell(getattr(row, name)) for name in self._columns])
+            if self.sync and sync:
+                self._flush()
 
     def _flush(self) -> None:
         self._file.flush()
@@ -259,8 +270,11 @@ class CsvWriter:
             os.fsync(self._file.fileno())
 
     def close(self) -> None:
-        self._file.flush()
-        self._file.close()
+        try:
+            with self._storage():
+                self._file.flush()
+        finally:
+            self._file.close()
 
     def __enter__(self) -> Self:
         return self
@@ -286,7 +300,10 @@ def write_csv(path: Path, cls: type[R], rows: Iterable[R]) -> int:
         for row in rows:
             writer.write(row)
             count += 1
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise StorageError(path, exc) from exc
     return count
 
 

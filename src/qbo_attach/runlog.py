@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from qbo_attach.errors import InputError, LockError
+from qbo_attach.errors import InputError, LockError, StorageError
 from qbo_attach.records import CsvWriter, RunLogRow, columns, read_csv
 
 Key = tuple[str, str, str]
@@ -181,8 +181,11 @@ class RunLogWriter:
 
 
 def _acquire_lock(path: Path) -> IO[str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = path.open("a+", encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a+", encoding="utf-8")
+    except OSError as exc:
+        raise StorageError(path, exc) from exc
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from qbo_attach.errors import QboAttachError, UsageError
-from qbo_attach.filetypes import UNKNOWN_CONTENT_TYPE, content_type_for
+from qbo_attach.filetypes import MAX_FILE_BYTES, UNKNOWN_CONTENT_TYPE, content_type_for
 from qbo_attach.ids import normalize_entity_type, normalize_legacy_id
 from qbo_attach.layout import Layout
 from qbo_attach.records import FORMULA_STARTS, InventoryRow, columns, neutralize
@@ -280,13 +280,15 @@ class _Walker:
             problem = folder_problem
             if not name.isascii():
                 name, problem = self.check_name(name, problem)
+            size = info.st_size
             sha256 = ""
-            if self.hash_files:
+            # A file QBO refuses for its size is never read: verify rejects it
+            # from the size alone, and reading gigabytes would only cost time.
+            if self.hash_files and size <= MAX_FILE_BYTES:
                 sha256, unreadable = _sha256(entry.path, self._buffer)
                 problem = _join(problem, unreadable)
             if problem:
                 self.problems += 1
-            size = info.st_size
             self.total_bytes += size
             content_type = self.content_type(name)
             row = (*ids, name, prefix + name, size, content_type, sha256, problem)

@@ -174,11 +174,11 @@ def load_mapping(
 def classify(row: InventoryRow, mapping: MappingIndex) -> Verdict:
     """The verdict on one file, before duplicate names are looked at."""
     if row.problem:
-        status = (
-            INVALID_LEGACY_ID
-            if row.problem.startswith(LAYOUT_PROBLEM)
-            else (FILE_UNREADABLE)
-        )
+        # Only a path out of the layout, and nothing worse, is an id problem;
+        # a link or an unreadable file is that first, wherever it sits.
+        problems = row.problem.split("; ")
+        layout_only = problems == [p for p in problems if p.startswith(LAYOUT_PROBLEM)]
+        status = INVALID_LEGACY_ID if layout_only else FILE_UNREADABLE
         return Verdict(status, row.problem)
     if not is_valid_legacy_id(row.legacy_txnid_norm):
         return Verdict(

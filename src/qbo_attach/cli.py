@@ -14,33 +14,40 @@ import ipaddress
 import logging
 import signal
 import sys
+import time
+import webbrowser
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import dotenv
 from rich.console import Console
 from rich.table import Table
 
 from qbo_attach import __version__, check, demo, mapping, runlog, verify
-from qbo_attach.errors import QboAttachError
+from qbo_attach.errors import AuthError, QboAttachError
 from qbo_attach.fake.app import FaultSettings
 from qbo_attach.ids import DEFAULT_LEGACY_ID_PREFIX
 from qbo_attach.inventory import InventoryStats, write_inventory
 from qbo_attach.layout import Layout
 from qbo_attach.progress import configure_logging, err_console, upload_progress
-from qbo_attach.qbo.client import open_client
+from qbo_attach.qbo import auth
+from qbo_attach.qbo.client import QboClient, open_client
 from qbo_attach.qbo.limits import (
     DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_RATE_PER_MINUTE,
     RealmLimits,
 )
+from qbo_attach.qbo.tokens import Tokens, TokenStore
 from qbo_attach.settings import (
     DEFAULT_LAYOUT,
     DEFAULT_TARGET,
     FAKE_REALM_ID,
+    REAL_TARGETS,
     Settings,
+    default_token_file,
 )
 from qbo_attach.upload import (
     DEFAULT_MAX_ATTEMPTS,
@@ -103,14 +110,29 @@ def settings_options(command: F) -> F:
             envvar="QBO_TARGET",
             default=DEFAULT_TARGET,
             show_default=True,
-            help="fake (in-process), or a base URL such as http://127.0.0.1:8765.",
+            help="fake (in-process), a base URL such as http://127.0.0.1:8765, "
+            "or Intuit's sandbox or production (after `qbo-attach auth login`).",
         ),
         click.option(
             "--realm-id",
             envvar="QBO_REALM_ID",
-            default=FAKE_REALM_ID,
-            show_default=True,
-            help="The QBO company id.",
+            default=None,
+            help=f"The QBO company id [default: the signed-in company for sandbox "
+            f"and production, {FAKE_REALM_ID} for the fake].",
+        ),
+        click.option(
+            "--token-file",
+            envvar="QBO_TOKEN_FILE",
+            default=None,
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="OAuth token file [default: tokens-<target>.json in the user's "
+            "config folder].",
+        ),
+        click.option(
+            "--yes-production",
+            envvar="QBO_YES_PRODUCTION",
+            is_flag=True,
+            help="Allow --target production (the client's live company).",
         ),
         click.option(
             "--legacy-id-prefix",
@@ -130,16 +152,22 @@ def settings_options(command: F) -> F:
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
+        target = kwargs.pop("target")
+        token_file = kwargs.pop("token_file")
+        realm_id = kwargs.pop("realm_id") or default_realm(target, token_file)
         settings = Settings(
             data_dir=kwargs.pop("data_dir"),
             files_dir=kwargs.pop("files_dir"),
             log_dir=kwargs.pop("log_dir"),
-            target=kwargs.pop("target"),
-            realm_id=kwargs.pop("realm_id"),
+            target=target,
+            realm_id=realm_id,
             legacy_id_prefix=kwargs.pop("legacy_id_prefix"),
             files_layout=kwargs.pop("files_layout"),
+            token_file=token_file,
+            yes_production=kwargs.pop("yes_production"),
         )
         show_target(settings)
+        auth.check_production(settings)
         return command(settings=settings, **kwargs)
 
     for option in reversed(options):
@@ -189,12 +217,28 @@ def fake_options(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def default_realm(target: str, token_file: Path | None) -> str:
+    """The fake's realm, or for Intuit the realm the sign-in was for ("" if none)."""
+    if target not in REAL_TARGETS:
+        return FAKE_REALM_ID
+    try:
+        tokens = TokenStore(token_file or default_token_file(target)).load()
+    except AuthError:
+        return ""
+    return tokens.realm_id if tokens is not None else ""
+
+
 def show_target(settings: Settings) -> None:
     if settings.target == "fake":
         where = f"fake QBO in-process, state in {settings.fake_db}"
+    elif settings.target == "production":
+        where = "production: Intuit's API, the client's LIVE company"
+    elif settings.target == "sandbox":
+        where = "sandbox: Intuit's sandbox API"
     else:
         where = settings.target
-    console.print(f"target: {where}  realm: {settings.realm_id}")
+    realm = settings.realm_id or "(not signed in)"
+    console.print(f"target: {where}  realm: {realm}")
 
 
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -207,6 +251,9 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
 def main(verbose: bool) -> None:
     """Move attached documents from QuickBooks Desktop into QuickBooks Online."""
     configure_logging(logging.INFO if verbose else logging.WARNING)
+    # Before the subcommand reads its options, so a .env can set any of them;
+    # variables already in the environment win.
+    dotenv.load_dotenv(Path.cwd() / ".env", override=False)
 
 
 @main.command("demo-data")
@@ -441,10 +488,25 @@ async def run_upload(
     """Upload with a progress display; Ctrl-C stops, a second Ctrl-C aborts."""
     total = 0 if choices.quiet else count_verified(settings.verification_log)
     async with open_client(settings, faults, choices.limits(settings)) as client:
+        if settings.is_real_target and not choices.options.dry_run:
+            await show_company(settings, client)
         with upload_progress(total, enabled=not choices.quiet) as progress:
             uploader = Uploader(settings, client, choices.options, progress=progress)
+            if client.session is not None:
+                # A dead sign-in stops new uploads; those in flight are recorded.
+                client.session.on_dead(uploader.stop)
             with interrupts(uploader):
-                return await uploader.run()
+                summary = await uploader.run()
+    if client.session is not None:
+        # The uploader stops on a dead sign-in but may not re-raise its error.
+        client.session.raise_if_dead()
+    return summary
+
+
+async def show_company(settings: Settings, client: QboClient) -> None:
+    """Name the company before the first upload, so nobody loads the wrong books."""
+    name = await client.company_name()
+    console.print(f"company: {name}  ({settings.target}, realm {settings.realm_id})")
 
 
 @contextlib.contextmanager
@@ -691,6 +753,32 @@ def parse_latency(
     type=click.Path(path_type=Path),
     help="Where the fake company's state lives.",
 )
+@click.option(
+    "--oauth",
+    is_flag=True,
+    help="Serve Intuit's OAuth endpoints and accept only tokens issued here.",
+)
+@click.option(
+    "--token-ttl",
+    default=3600.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="With --oauth: seconds an access token lives.",
+)
+@click.option(
+    "--client-id",
+    envvar="QBO_CLIENT_ID",
+    default="fake-client-id",
+    show_default=True,
+    help="With --oauth: the app's client id.",
+)
+@click.option(
+    "--client-secret",
+    envvar="QBO_CLIENT_SECRET",
+    default="fake-client-secret",
+    help="With --oauth: the app's client secret (this fake's own; never Intuit's) "
+    "[default: fake-client-secret].",
+)
 def fake_server_command(
     host: str,
     port: int,
@@ -700,19 +788,31 @@ def fake_server_command(
     max_concurrent: int | None,
     seed: int | None,
     data_dir: Path,
+    oauth: bool,
+    token_ttl: float,
+    client_id: str,
+    client_secret: str,
 ) -> None:
     """Serve the fake QBO over HTTP (the same company state as the in-process fake)."""
     from qbo_attach.fake.app import serve
+    from qbo_attach.fake.oauth import OAuthSettings
 
     settings = Settings(data_dir=data_dir)
     if not _is_loopback(host):
         console.print(
             f"warning: listening on {host}, not loopback: others can reach it"
         )
-    console.print(
-        f"fake QBO on http://{host}:{port}  state: {settings.fake_db}  "
-        f"(use --target http://{host}:{port})"
-    )
+    base = f"http://{host}:{port}"
+    if oauth:
+        console.print(
+            f"fake QBO with OAuth on {base}  state: {settings.fake_db}  (use "
+            f"--target sandbox with {auth.DISCOVERY_URL_VAR}="
+            f"{base}/.well-known/openid_configuration)"
+        )
+    else:
+        console.print(
+            f"fake QBO on {base}  state: {settings.fake_db}  (use --target {base})"
+        )
     faults = FaultSettings(
         failure_rate=failure_rate,
         latency_ms=latency_ms[0],
@@ -721,7 +821,16 @@ def fake_server_command(
         rate_per_minute=rate_per_minute,
         max_concurrent=max_concurrent,
     )
-    serve(settings.fake_db, host, port, faults)
+    authority = (
+        OAuthSettings(
+            client_id=client_id,
+            client_secret=client_secret,
+            access_token_ttl_s=token_ttl,
+        )
+        if oauth
+        else None
+    )
+    serve(settings.fake_db, host, port, faults, authority)
 
 
 def _is_loopback(host: str) -> bool:
@@ -731,3 +840,175 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def auth_options(command: F) -> F:
+    """The target and token file every ``auth`` command works on."""
+    command = click.option(
+        "--token-file",
+        envvar="QBO_TOKEN_FILE",
+        default=None,
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="Token file [default: tokens-<target>.json in the user's config folder].",
+    )(command)
+    return click.option(
+        "--target",
+        envvar="QBO_TARGET",
+        default="sandbox",
+        show_default=True,
+        type=click.Choice(REAL_TARGETS),
+        help="Which Intuit API the sign-in is for.",
+    )(command)
+
+
+@main.group("auth")
+def auth_group() -> None:
+    """Sign in to QuickBooks Online (OAuth 2.0) for --target sandbox|production.
+
+    The app's QBO_CLIENT_ID and QBO_CLIENT_SECRET come from the environment or
+    a .env file in the working folder, never from the command line.
+    """
+
+
+@auth_group.command("login")
+@auth_options
+@click.option(
+    "--redirect-uri",
+    envvar="QBO_REDIRECT_URI",
+    default=auth.DEFAULT_REDIRECT_URI,
+    show_default=True,
+    help="Loopback redirect URI, exactly as registered in the Intuit app.",
+)
+@click.option("--no-browser", is_flag=True, help="Print the URL; open no browser.")
+@click.option(
+    "--timeout",
+    default=auth.LOGIN_TIMEOUT_S,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Seconds to wait for the sign-in.",
+)
+def auth_login_command(
+    target: str,
+    token_file: Path | None,
+    redirect_uri: str,
+    no_browser: bool,
+    timeout: float,
+) -> None:
+    """Sign in through Intuit's consent page and store the tokens."""
+    store = TokenStore(token_file or default_token_file(target))
+    app = auth.OAuthApp.from_env()
+
+    def show_url(url: str) -> None:
+        console.print(f"open this URL to connect a {target} company:\n{url}")
+        if not no_browser:
+            webbrowser.open(url)
+        console.print(f"waiting for the redirect to {redirect_uri} ...")
+
+    async def go() -> Tokens:
+        endpoints = await auth.endpoints_for(target)
+        return await auth.login(
+            app,
+            endpoints,
+            store,
+            target,
+            show_url=show_url,
+            redirect_uri=redirect_uri,
+            timeout=timeout,
+        )
+
+    tokens = run_async(go())
+    console.print(f"signed in to {target}, realm {tokens.realm_id}")
+    show_tokens(store, tokens)
+
+
+@auth_group.command("import")
+@auth_options
+@click.option("--realm-id", required=True, help="The company's realm id.")
+@click.option(
+    "--refresh-token",
+    prompt=True,
+    hide_input=True,
+    help="A refresh token from Intuit's OAuth Playground; leave the option out "
+    "to be asked for it, so it stays out of the shell history.",
+)
+def auth_import_command(
+    target: str, token_file: Path | None, realm_id: str, refresh_token: str
+) -> None:
+    """Store a refresh token obtained elsewhere (it is refreshed once to prove it)."""
+    store = TokenStore(token_file or default_token_file(target))
+    app = auth.OAuthApp.from_env()
+
+    async def go() -> Tokens:
+        endpoints = await auth.endpoints_for(target)
+        return await auth.import_refresh_token(
+            app, endpoints, store, target, realm_id, refresh_token.strip()
+        )
+
+    tokens = run_async(go())
+    console.print(f"imported a sign-in to {target}, realm {tokens.realm_id}")
+    show_tokens(store, tokens)
+
+
+@auth_group.command("status")
+@auth_options
+def auth_status_command(target: str, token_file: Path | None) -> None:
+    """Show the stored sign-in: target, realm, expiry times (never the tokens)."""
+    store = TokenStore(token_file or default_token_file(target))
+    tokens = store.load()
+    if tokens is None:
+        raise AuthError(
+            f"not signed in to {target}: no token file at {store.path}; run "
+            f"`qbo-attach auth login --target {target}`"
+        )
+    console.print(f"signed in to {tokens.target}, realm {tokens.realm_id}")
+    show_tokens(store, tokens)
+
+
+def show_tokens(store: TokenStore, tokens: Tokens) -> None:
+    now = time.time()
+    refresh = (
+        _when(tokens.refresh_expires_at, now)
+        if tokens.refresh_expires_at is not None
+        else "unknown"
+    )
+    console.print(
+        f"  access token expires:  {_when(tokens.access_expires_at, now)} "
+        "(refreshed automatically)\n"
+        f"  refresh token expires: {refresh}\n"
+        f"  last refreshed:        {_when(tokens.updated_at, now)}\n"
+        f"  token file:            {store.path}"
+    )
+
+
+def _when(stamp: float, now: float) -> str:
+    moment = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(stamp))
+    seconds = stamp - now
+    if seconds <= 0:
+        return f"{moment} (passed)"
+    if seconds < 5400:
+        return f"{moment} (in {seconds / 60:.0f} min)"
+    return f"{moment} (in {seconds / 86400:.1f} days)"
+
+
+@auth_group.command("logout")
+@auth_options
+def auth_logout_command(target: str, token_file: Path | None) -> None:
+    """Revoke the stored sign-in at Intuit and delete the token file."""
+    store = TokenStore(token_file or default_token_file(target))
+    if store.load() is None:
+        console.print(f"not signed in to {target}: nothing at {store.path}")
+        return
+    app = auth.OAuthApp.from_env()
+
+    async def go() -> bool:
+        endpoints = await auth.endpoints_for(target)
+        return await auth.logout(app, endpoints, store)
+
+    if run_async(go()):
+        console.print(f"revoked the sign-in and deleted {store.path}")
+        return
+    console.print(
+        f"deleted {store.path}, but Intuit did not confirm the revocation: "
+        "disconnect the app in the company's Apps settings to be sure"
+    )
+    sys.exit(1)

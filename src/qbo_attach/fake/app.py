@@ -31,6 +31,13 @@ and XML throttle body; it changes no state and counts against neither limit.
 The rate is counted over a sliding minute of the clock given to
 ``create_app``, which tests replace so that nothing waits.
 
+``GET /v3/company/{realm}/companyinfo/{realm}`` answers QBO's ``CompanyInfo``
+with a made-up company name.
+
+Without OAuth (the default) any bearer token is accepted. With
+``create_app(..., oauth=OAuthSettings())`` the fake also serves Intuit's OAuth
+surface and accepts only the access tokens it issued: see ``fake/oauth.py``.
+
 ``GET /_fake/stats`` is the fake's own endpoint, not part of QBO: it answers
 ``{"throttled": n, "requests": n, "max_in_flight": n, "realms": {...}}``,
 the totals over all realms (``max_in_flight`` is the highest of any realm)
@@ -68,6 +75,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qbo_attach import filetypes
 from qbo_attach.fake import multipart
+from qbo_attach.fake.oauth import Authority, OAuthSettings, authentication_fault
 from qbo_attach.fake.query import Query, QueryError, parse_query
 from qbo_attach.fake.store import FakeCompany, NewAttachable
 
@@ -224,8 +232,12 @@ def create_app(
     *,
     clock: Clock = time.monotonic,
     sleep: Sleep | None = None,
+    oauth: OAuthSettings | None = None,
 ) -> Starlette:
     """The fake QBO as an ASGI app over the company state in ``db_path``.
+
+    ``oauth`` turns on the OAuth authority, reachable as ``app.state.oauth``
+    (None without it); its tokens expire on ``clock`` too.
 
     ``clock`` (seconds) times the rate limit and ``sleep`` waits out the
     latency, ``asyncio.sleep`` as it is when the app is made; tests replace
@@ -237,7 +249,8 @@ def create_app(
     """
     company = FakeCompany(db_path)
     limits = _Limits(faults, clock)
-    server = _FakeQbo(company, faults, limits, sleep or asyncio.sleep)
+    authority = Authority(oauth, clock) if oauth is not None else None
+    server = _FakeQbo(company, faults, limits, sleep or asyncio.sleep, authority)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -250,6 +263,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.company = company
+    app.state.oauth = authority
     return app
 
 
@@ -258,9 +272,11 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8765,
     faults: FaultSettings = FaultSettings(),
+    oauth: OAuthSettings | None = None,
 ) -> None:
     """Run the fake QBO under uvicorn until interrupted."""
-    uvicorn.run(create_app(db_path, faults), host=host, port=port, log_level="warning")
+    app = create_app(db_path, faults, oauth=oauth)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 class _TransactionIdMiddleware:
@@ -287,9 +303,15 @@ class _FakeQbo:
     """The endpoints, with the company state, limits and dice they share."""
 
     def __init__(
-        self, company: FakeCompany, faults: FaultSettings, limits: _Limits, sleep: Sleep
+        self,
+        company: FakeCompany,
+        faults: FaultSettings,
+        limits: _Limits,
+        sleep: Sleep,
+        authority: Authority | None,
     ) -> None:
         self._company = company
+        self._authority = authority
         self._faults = faults
         self._limits = limits
         self._sleep = sleep
@@ -302,7 +324,13 @@ class _FakeQbo:
             Route(
                 f"{prefix}/query", self._guarded(self._query), methods=["GET", "POST"]
             ),
+            Route(
+                f"{prefix}/companyinfo/{{company_id}}",
+                self._guarded(self._company_info),
+                methods=["GET"],
+            ),
             Route("/_fake/stats", self._stats, methods=["GET"]),
+            *(self._authority.routes() if self._authority else []),
         ]
 
     def _guarded(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -330,8 +358,9 @@ class _FakeQbo:
         failure = self._injected_failure()
         if failure is not None:
             return failure
-        if not _has_bearer_token(request):
-            return _authentication_fault()
+        refusal = self._refuse_token(request, realm_id)
+        if refusal is not None:
+            return refusal
         if not self._company.realm_exists(realm_id):
             return _authorization_fault(realm_id)
         try:
@@ -355,6 +384,25 @@ class _FakeQbo:
         if status == 429:
             return _throttled(self._faults.retry_after_s)
         return _transient_failure(status)
+
+    def _refuse_token(self, request: Request, realm_id: str) -> Response | None:
+        if self._authority is not None:
+            return self._authority.check(request, realm_id)
+        return None if _has_bearer_token(request) else authentication_fault()
+
+    async def _company_info(self, request: Request, realm_id: str) -> Response:
+        if request.path_params["company_id"] != realm_id:
+            raise _invalid("CompanyInfo is read by the company's own realm id")
+        info = {
+            "CompanyName": f"Fake QBO company {realm_id}",
+            "LegalName": f"Fake QBO company {realm_id}",
+            "Country": "US",
+            "Id": "1",
+            "SyncToken": "0",
+            "domain": "QBO",
+            "sparse": False,
+        }
+        return JSONResponse({"CompanyInfo": info, "time": _now()})
 
     async def _stats(self, request: Request) -> Response:
         return JSONResponse(self._limits.stats())
@@ -448,18 +496,6 @@ def _now() -> str:
 def _has_bearer_token(request: Request) -> bool:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     return scheme.lower() == "bearer" and bool(token.strip())
-
-
-def _authentication_fault() -> Response:
-    # QBO spells this one fault with lower-case keys and no time.
-    error = {
-        "message": "message=AuthenticationFailed; errorCode=003200; statusCode=401",
-        "detail": "Token expired or missing: send Authorization: Bearer <token>",
-        "code": "3200",
-    }
-    return JSONResponse(
-        {"fault": {"error": [error], "type": "AUTHENTICATION"}}, status_code=401
-    )
 
 
 def _authorization_fault(realm_id: str) -> Response:

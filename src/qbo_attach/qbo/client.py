@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from qbo_attach.errors import PermanentError, RemoteError, TransientError, UsageError
+from qbo_attach.qbo import auth
 from qbo_attach.qbo.faults import error_from_fault, error_from_response, intuit_tid
 from qbo_attach.qbo.limits import RealmGate, RealmLimits
 from qbo_attach.settings import Settings
@@ -75,7 +76,8 @@ class QboClient:
     """Calls on one company (realm) through an open HTTP client.
 
     Every request passes the realm's gate, which keeps the client within
-    QBO's limits and pauses the realm when QBO throttles it anyway.
+    QBO's limits and pauses the realm when QBO throttles it anyway. Against a
+    real target ``session`` holds the OAuth tokens the HTTP client carries.
     """
 
     def __init__(
@@ -83,10 +85,12 @@ class QboClient:
         http: httpx.AsyncClient,
         realm_id: str,
         gate: RealmGate | None = None,
+        session: auth.TokenSession | None = None,
     ) -> None:
         self.http = http
         self.realm_id = realm_id
         self.gate = gate or RealmGate(RealmLimits(rate_per_minute=None))
+        self.session = session
 
     def _url(self, endpoint: str) -> str:
         return f"/v3/company/{self.realm_id}/{endpoint}"
@@ -140,6 +144,21 @@ class QboClient:
             if len(rows) < page_size:
                 return
             start += page_size
+
+    async def company_name(self) -> str:
+        """The company's name from ``CompanyInfo``, to show whose books these are."""
+        request = self.http.build_request(
+            "GET",
+            self._url(f"companyinfo/{self.realm_id}"),
+            params={"minorversion": MINOR_VERSION},
+            headers={"Accept": "application/json"},
+        )
+        response = await self._send(request)
+        if response.status_code != 200:
+            raise error_from_response(response)
+        info = _json(response).get("CompanyInfo", {})
+        name = info.get("CompanyName") if isinstance(info, dict) else None
+        return str(name or "(no CompanyName in CompanyInfo)")
 
     async def count(self, entity: str) -> int:
         result = await self.query(f"select count(*) from {entity}")
@@ -241,15 +260,30 @@ def _quote(value: str) -> str:
 
 @asynccontextmanager
 async def open_client(
-    settings: Settings, faults: Any = None, limits: RealmLimits | None = None
+    settings: Settings,
+    faults: Any = None,
+    limits: RealmLimits | None = None,
+    *,
+    real_transport: auth.Transport = httpx.AsyncHTTPTransport,
 ) -> AsyncIterator[QboClient]:
     """Connect to the settings' target and yield a client for its realm.
 
     ``fake`` mounts the fake QBO in-process (``faults`` are its
     ``FaultSettings``); a base URL talks HTTP to it with a placeholder bearer
-    token, which a ``fake-server`` accepts. ``limits`` default to QBO's.
+    token, which a ``fake-server`` without ``--oauth`` accepts; ``sandbox`` and
+    ``production`` are Intuit's API with the stored OAuth tokens
+    (``real_transport`` makes their connections; tests pass an ASGI one).
+    ``limits`` default to QBO's.
     """
     target = settings.target
+    if settings.is_real_target:
+        async with auth.authorized_http(settings, transport=real_transport) as (
+            http,
+            session,
+        ):
+            gate = RealmGate(limits or RealmLimits())
+            yield QboClient(http, settings.realm_id, gate, session)
+        return
     closers: list[Callable[[], None]] = []
     if target == "fake":
         from qbo_attach.fake.app import FaultSettings, create_app
@@ -261,12 +295,6 @@ async def open_client(
     elif target.startswith(("http://", "https://")):
         transport = httpx.AsyncHTTPTransport()
         base_url = target.rstrip("/")
-    elif target in ("sandbox", "production"):
-        raise UsageError(
-            f"--target {target}: connecting to Intuit needs OAuth 2.0 sign-in, which "
-            "this version does not have yet; use --target fake or the URL of a "
-            "fake-server"
-        )
     else:
         raise UsageError(
             f"--target {target!r} is not known; use fake, sandbox, production or "

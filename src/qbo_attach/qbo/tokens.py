@@ -106,9 +106,7 @@ class TokenStore:
         folder = self.path.parent
         folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
         temporary = folder / f".{self.path.name}.{secrets.token_hex(4)}.tmp"
-        descriptor = os.open(
-            temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE
-        )
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         try:
             with os.fdopen(descriptor, "wb") as handle:
                 # A umask cannot widen it, but an odd one could narrow it.

@@ -11,7 +11,7 @@ import pytest
 
 from qbo_attach import runlog
 from qbo_attach import upload as upload_module
-from qbo_attach.errors import LockError
+from qbo_attach.errors import LockError, StorageError
 from qbo_attach.records import RunLogRow, read_csv
 from qbo_attach.runlog import RunLogWriter
 from qbo_attach.settings import Settings
@@ -432,3 +432,23 @@ def test_many_in_doubt_keys_are_reconciled_in_one_pass(settings: Settings) -> No
     assert qbo.uploads == []
     assert summary.outcomes == {"reconciled": count}
     assert all("where" not in q for q in qbo.queries)
+
+
+def test_an_error_escaping_one_upload_stops_the_run(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log that cannot be written mid-run stops new uploads and is raised."""
+    rows = [add_file(settings, "Bill", str(n), "a.pdf") for n in range(6)]
+    write_verification(settings, rows)
+    real_write = RunLogWriter.write
+
+    def write(self: RunLogWriter, row: RunLogRow, *, sync: bool = True) -> None:
+        if row.outcome == "success":
+            raise StorageError(settings.runlog, OSError(28, "No space left on device"))
+        real_write(self, row, sync=sync)
+
+    monkeypatch.setattr(RunLogWriter, "write", write)
+    qbo = ScriptedQbo()
+    with pytest.raises(StorageError, match="No space left"):
+        run_upload(settings, qbo)
+    assert len(qbo.uploads) == 1

@@ -76,6 +76,6 @@ def _no_mapping_help(cause: str) -> str:
         f"cannot download the id mapping: {cause}. Companies converted before "
         "mid-2015, or whose conversion did not record it, have none. Supply "
         "DATA_DIR/mapping_export.csv by hand with the columns "
-        f"{','.join(columns(MappingRow))} and skip the mapping step "
-        "(run inventory, verify and upload one by one)."
+        f"{','.join(columns(MappingRow))}, then run `qbo-attach run --no-mapping` "
+        "(or inventory, verify and upload one by one)."
     )

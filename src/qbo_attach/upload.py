@@ -159,6 +159,7 @@ class Uploader:
         self._reconciled: set[Key] = set()
         self._stopping = False
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._crash: BaseException | None = None
 
     def stop(self) -> None:
         """Hand out no new files; the calls in flight finish and are recorded."""
@@ -295,12 +296,24 @@ class Uploader:
                 continue
             task = asyncio.create_task(self._upload_one(job, writer))
             self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+            task.add_done_callback(self._task_done)
             task.add_done_callback(lambda _: slots.release())
-        results = await asyncio.gather(*self._in_flight, return_exceptions=True)
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        if self._crash is not None:
+            raise self._crash
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """Forget a finished upload; an error it raised stops the whole run.
+
+        Failures of a file are recorded inside the task; what escapes it (a
+        log that cannot be written, a sign-in that died) concerns every file.
+        """
+        self._in_flight.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        if self._crash is None:
+            self._crash = task.exception()
+        self._stopping = True
 
     async def _upload_one(self, job: Job, writer: RunLogWriter) -> None:
         content = self._read_checked(job.row)

@@ -12,6 +12,8 @@ import pytest
 from qbo_attach import runlog
 from qbo_attach import upload as upload_module
 from qbo_attach.errors import LockError, StorageError
+from qbo_attach.qbo.client import QboClient
+from qbo_attach.qbo.limits import RealmGate, RealmLimits
 from qbo_attach.records import RunLogRow, read_csv
 from qbo_attach.runlog import RunLogWriter
 from qbo_attach.settings import Settings
@@ -452,3 +454,19 @@ def test_an_error_escaping_one_upload_stops_the_run(
     with pytest.raises(StorageError, match="No space left"):
         run_upload(settings, qbo)
     assert len(qbo.uploads) == 1
+
+
+def test_queries_retry_transient_failures() -> None:
+    """A query answered 503 is asked again; it changes nothing, so that is safe."""
+    answers = [httpx.Response(503, text="busy"), httpx.Response(200, json={})]
+    answers[1] = httpx.Response(200, json={"QueryResponse": {"totalCount": 3}})
+    sleep = FakeSleep()
+
+    async def go() -> int:
+        transport = httpx.MockTransport(lambda request: answers.pop(0))
+        async with httpx.AsyncClient(transport=transport, base_url="http://q") as http:
+            gate = RealmGate(RealmLimits(rate_per_minute=None), sleep=sleep)
+            return await QboClient(http, "1", gate).count("Attachable")
+
+    assert asyncio.run(go()) == 3
+    assert len(sleep.waits) == 1

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import tenacity
 
 from qbo_attach.errors import PermanentError, RemoteError, TransientError, UsageError
 from qbo_attach.qbo import auth
@@ -25,6 +26,7 @@ from qbo_attach.settings import Settings
 
 MINOR_VERSION = "75"
 PAGE_SIZE = 1000
+QUERY_ATTEMPTS = 5
 # QBO cuts requests after 120 s; waiting longer only hides a dead connection.
 TIMEOUT = httpx.Timeout(120.0, connect=15.0)
 FAKE_BASE_URL = "http://fake-qbo.invalid"
@@ -110,7 +112,25 @@ class QboClient:
         return response
 
     async def query(self, statement: str) -> dict[str, Any]:
-        """Run one query statement; return its ``QueryResponse`` object."""
+        """Run one query statement; return its ``QueryResponse`` object.
+
+        A query changes nothing, so a transient failure is simply retried
+        (with backoff, waiting through the realm gate's clock); the uploader
+        retries uploads itself, since each attempt must be logged.
+        """
+        attempts = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(QUERY_ATTEMPTS),
+            wait=tenacity.wait_exponential_jitter(initial=1.0, max=30.0),
+            retry=tenacity.retry_if_exception_type(TransientError),
+            sleep=self.gate.sleep,
+            reraise=True,
+        )
+        async for attempt in attempts:
+            with attempt:
+                return await self._query_once(statement)
+        raise AssertionError("tenacity returns or raises")  # pragma: no cover
+
+    async def _query_once(self, statement: str) -> dict[str, Any]:
         request = self.http.build_request(
             "POST",
             self._url("query"),

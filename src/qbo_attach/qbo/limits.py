@@ -59,7 +59,7 @@ class RealmGate:
         clock: Clock | None = None,
     ) -> None:
         self.limits = limits
-        self._sleep = sleep or pause
+        self.sleep = sleep or pause
         self._clock = clock or now
         self._in_flight = asyncio.Semaphore(limits.max_in_flight)
         self._pacer = (
@@ -84,7 +84,7 @@ class RealmGate:
 
     async def _wait_out_pause(self) -> None:
         while (delay := self._resume_at - self._clock()) > 0:
-            await self._sleep(delay)
+            await self.sleep(delay)
 
     def throttled(self, retry_after: float | None) -> float:
         """Pause the realm after a 429; return how long the pause lasts."""

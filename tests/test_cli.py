@@ -301,3 +301,62 @@ def test_disk_full_mid_upload_exits_2_and_the_next_run_finishes(
     assert again.exit_code == 0, again.output
     check = invoke(tmp_path, "check")
     assert check.exit_code == 0, check.output
+
+
+def test_report_export_and_metrics_after_a_run(tmp_path: Path) -> None:
+    """After a run: metrics.prom, then report.html and warehouse tables on demand."""
+    invoke(tmp_path, "demo-data", "--attachments", "40")
+    assert invoke(tmp_path, "run").exit_code == 0
+    assert (tmp_path / "logs" / "metrics.prom").exists()
+    report = invoke(tmp_path, "report")
+    assert report.exit_code == 0, report.output
+    assert (tmp_path / "logs" / "report.html").exists()
+    exported = invoke(tmp_path, "export", "--to", str(tmp_path / "warehouse"))
+    assert exported.exit_code == 0, exported.output
+    assert "attachment_run_log:" in exported.output
+    assert (tmp_path / "warehouse" / "attachment_inventory.parquet").exists()
+
+
+def test_max_missing_stops_before_any_upload(tmp_path: Path) -> None:
+    """More unmapped files than --max-missing: exit 1, nothing uploaded."""
+    invoke(tmp_path, "demo-data", "--attachments", "300")
+    result = invoke(tmp_path, "run", "--max-missing", "0")
+    assert result.exit_code == 1
+    assert "--max-missing 0" in result.output
+    assert not (tmp_path / "logs" / "qbo_attach_runlog.csv").exists()
+
+
+def test_max_failures_stops_handing_out_files(tmp_path: Path) -> None:
+    """Past --max-failures no new file is tried; the run exits 1."""
+    invoke(tmp_path, "demo-data", "--attachments", "30")
+    for stage in ("mapping", "inventory", "verify"):
+        invoke(tmp_path, stage)
+    result = invoke(
+        tmp_path,
+        "upload",
+        "--failure-rate",
+        "1",
+        "--max-attempts",
+        "1",
+        "--max-failures",
+        "2",
+        "--concurrency",
+        "1",
+    )
+    assert result.exit_code == 1
+    assert "failed 3" in result.output
+    assert "not attempted" in result.output
+
+
+def test_verify_again_reports_drift(tmp_path: Path) -> None:
+    """A second verify after a file vanished says what changed."""
+    invoke(tmp_path, "demo-data", "--attachments", "20")
+    for stage in ("mapping", "inventory", "verify"):
+        invoke(tmp_path, stage)
+    gone = rows(tmp_path / "data" / "attachments_inventory.csv")[0]["file_path"]
+    (tmp_path / "files" / gone).unlink()
+    invoke(tmp_path, "inventory")
+    result = invoke(tmp_path, "verify")
+    assert result.exit_code == 0, result.output
+    assert "Changes since the previous verification" in result.output
+    assert f"vanished: {gone}" in result.output

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import ipaddress
 import logging
+import shutil
 import signal
 import sys
 import time
@@ -26,7 +27,18 @@ import dotenv
 from rich.console import Console
 from rich.table import Table
 
-from qbo_attach import __version__, check, demo, mapping, runlog, verify
+from qbo_attach import (
+    __version__,
+    check,
+    demo,
+    drift,
+    export,
+    mapping,
+    metrics,
+    report,
+    runlog,
+    verify,
+)
 from qbo_attach.errors import AuthError, QboAttachError
 from qbo_attach.fake.app import FaultSettings
 from qbo_attach.ids import DEFAULT_LEGACY_ID_PREFIX
@@ -352,29 +364,67 @@ def build_exclusions(
     return verify.Exclusions.build(types, names or verify.DEFAULT_EXCLUDED_NAMES)
 
 
+MAX_MISSING = click.option(
+    "--max-missing",
+    type=click.IntRange(0),
+    default=None,
+    help="Exit 1 (before any upload) when more files than this lack a mapping.",
+)
+
+
 @main.command("verify")
 @settings_options
 @exclusion_options
+@MAX_MISSING
 def verify_command(
     settings: Settings,
     exclude_entity_type: tuple[str, ...],
     exclude_name: tuple[str, ...],
+    max_missing: int | None,
 ) -> None:
     """Join inventory and mapping; classify every file before any upload."""
     exclusions = build_exclusions(exclude_entity_type, exclude_name)
-    show_verification(settings, run_verify(settings, exclusions))
+    summary = run_verify(settings, exclusions)
+    show_verification(settings, summary)
+    check_missing_gate(summary, max_missing)
 
 
 def run_verify(
     settings: Settings, exclusions: verify.Exclusions
 ) -> verify.VerificationSummary:
-    return verify.verify(
+    """Verify, keeping the last log aside to tell what drifted since."""
+    previous = settings.verification_log.with_name(
+        "mapping_verification_log.previous.csv"
+    )
+    had_previous = settings.verification_log.exists()
+    if had_previous:
+        shutil.copyfile(settings.verification_log, previous)
+    summary = verify.verify(
         settings.inventory_csv,
         settings.mapping_csv,
         settings.verification_log,
         settings.verification_skips,
         exclusions,
+        settings.legacy_id_prefix,
     )
+    if had_previous:
+        drift.render_terminal(
+            drift.compare(previous, settings.verification_log), console
+        )
+    return summary
+
+
+def check_missing_gate(
+    summary: verify.VerificationSummary, max_missing: int | None
+) -> None:
+    """Stop before any upload when more ids are unmapped than allowed."""
+    missing = summary.statuses[verify.MISSING_MAPPING]
+    if max_missing is not None and missing > max_missing:
+        console.print(
+            f"gate: {missing} files have no mapping, more than --max-missing "
+            f"{max_missing}; nothing was uploaded"
+        )
+        sys.exit(1)
 
 
 def show_verification(settings: Settings, summary: verify.VerificationSummary) -> None:
@@ -447,6 +497,12 @@ def upload_options(command: F) -> F:
             show_default=True,
             help="Attempts per file on transient errors.",
         ),
+        click.option(
+            "--max-failures",
+            type=click.IntRange(0),
+            default=None,
+            help="Stop handing out files once more than this many have failed.",
+        ),
         click.option("-q", "--quiet", is_flag=True, help="No progress display."),
     ]
 
@@ -458,6 +514,7 @@ def upload_options(command: F) -> F:
             retry_failed=kwargs.pop("retry_failed"),
             concurrency=kwargs.pop("concurrency"),
             max_attempts=kwargs.pop("max_attempts"),
+            max_failures=kwargs.pop("max_failures"),
         )
         choices = UploadChoices(
             chosen, kwargs.pop("rate_per_minute"), kwargs.pop("quiet")
@@ -497,6 +554,8 @@ async def run_upload(
                 client.session.on_dead(uploader.stop)
             with interrupts(uploader):
                 summary = await uploader.run()
+    if not choices.options.dry_run:
+        metrics.write_metrics(settings, summary.run_id, run_seconds=summary.elapsed)
     if client.session is not None:
         # The uploader stops on a dead sign-in but may not re-raise its error.
         client.session.raise_if_dead()
@@ -567,6 +626,7 @@ def show_upload(settings: Settings, summary: UploadSummary, dry_run: bool) -> No
 @fake_options
 @exclusion_options
 @upload_options
+@MAX_MISSING
 @click.option("--no-mapping", is_flag=True, help="Use the mapping_export.csv on disk.")
 @click.option("--no-hash", is_flag=True, help="Skip sha256 in the inventory.")
 def run_command(settings: Settings, faults: FaultSettings, **kwargs: Any) -> None:
@@ -583,6 +643,7 @@ def run_pipeline(
     no_hash: bool = False,
     exclude_entity_type: tuple[str, ...] = (),
     exclude_name: tuple[str, ...] = (),
+    max_missing: int | None = None,
 ) -> int:
     """Run every stage; print each stage's result and the final summary."""
     if not no_mapping:
@@ -593,6 +654,7 @@ def run_pipeline(
         settings, build_exclusions(exclude_entity_type, exclude_name)
     )
     show_verification(settings, verification)
+    check_missing_gate(verification, max_missing)
     summary = run_async(run_upload(settings, faults, choices))
     show_upload(settings, summary, choices.options.dry_run)
     show_summary(settings, inventory, verification, summary)
@@ -716,6 +778,41 @@ def parse_latency(
     if min(pair) < 0:
         raise click.BadParameter(f"{value!r}: latency and jitter cannot be negative")
     return pair
+
+
+@main.command("report")
+@settings_options
+def report_command(settings: Settings) -> None:
+    """Summarise the migration from its logs; write LOG_DIR/report.html."""
+    built = report.build_report(settings)
+    report.render_terminal(built, console)
+    path = settings.log_dir / "report.html"
+    report.write_html(built, path)
+    console.print(f"report: {path}")
+
+
+@main.command("export")
+@settings_options
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder for the warehouse tables.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet", "duckdb"]),
+    default="parquet",
+    show_default=True,
+)
+def export_command(settings: Settings, to: Path, fmt: str) -> None:
+    """Write the logs as typed warehouse tables (Parquet files or DuckDB)."""
+    counts = export.export(settings, to, "duckdb" if fmt == "duckdb" else "parquet")
+    for table, rows in counts.items():
+        console.print(f"{table}: {rows} rows")
+    console.print(f"export: {to}")
 
 
 @main.command("fake-server")

@@ -61,6 +61,8 @@ class UploadOptions:
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
     max_retry_wait: float = 600.0
+    # Stop handing out files once more than this many failed (None: never).
+    max_failures: int | None = None
 
 
 @dataclass(slots=True)
@@ -448,6 +450,12 @@ class Uploader:
     def _finish(self, outcome: str) -> None:
         self.summary.outcomes[outcome] += 1
         self._progress(outcome)
+        limit = self.options.max_failures
+        if limit is not None and self.summary.failed > limit and not self._stopping:
+            log.warning(
+                "more than %d files failed; no new uploads (--max-failures)", limit
+            )
+            self._stopping = True
 
     def _event(self, row: VerificationRow, outcome: str, **fields: object) -> RunLogRow:
         return RunLogRow.for_file(

@@ -10,7 +10,14 @@ import pytest
 
 from qbo_attach import export
 from qbo_attach.errors import InputError, UsageError
-from qbo_attach.records import CheckRow, write_csv
+from qbo_attach.records import (
+    CheckRow,
+    InventoryRow,
+    RunLogRow,
+    VerificationRow,
+    write_csv,
+)
+from qbo_attach.settings import Settings
 from tests import auditkit
 
 FORMATS = pytest.mark.parametrize(
@@ -189,3 +196,42 @@ def test_connect_without_export(tmp_path: Path) -> None:
     """Opening an empty folder says how to make an export."""
     with pytest.raises(UsageError, match="qbo-attach export"):
         export.connect(tmp_path)
+
+
+def test_formula_guard_is_removed_in_the_warehouse(tmp_path: Path) -> None:
+    """A file name written as '=x in the CSV is =x in the warehouse table."""
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        files_dir=tmp_path / "files",
+        log_dir=tmp_path / "logs",
+    )
+    row = InventoryRow(
+        "-1",
+        "BILL",
+        "80-1",
+        "=SUM(A1).pdf",
+        "Bill/80-1/=SUM(A1).pdf",
+        5,
+        "application/pdf",
+        "",
+        "",
+    )
+    settings.data_dir.mkdir(parents=True)
+    write_csv(settings.inventory_csv, InventoryRow, [row])
+    for artifact, cls in (
+        (settings.verification_log, VerificationRow),
+        (settings.verification_skips, VerificationRow),
+        (settings.runlog, RunLogRow),
+        (settings.errors_log, RunLogRow),
+    ):
+        artifact.parent.mkdir(parents=True, exist_ok=True)
+        write_csv(artifact, cls, [])
+    export.export(settings, tmp_path / "out", "duckdb")
+    con = export.connect(tmp_path / "out")
+    try:
+        names = con.execute(
+            "select file_name, legacy_txnid_norm from attachment_inventory"
+        ).fetchall()
+    finally:
+        con.close()
+    assert names == [("=SUM(A1).pdf", "-1")]

@@ -255,10 +255,21 @@ def _select(path: Path, record: type[Any]) -> str:
 
 def _column(name: str) -> str:
     quoted = _identifier(name)
-    if COLUMN_TYPES.get(name) == "TIMESTAMPTZ":
+    kind = COLUMN_TYPES.get(name, "VARCHAR")
+    if kind == "TIMESTAMPTZ":
         # The run log writes UTC offsets; the warehouse gets UTC wall time.
         return f"timezone('UTC', {quoted}) AS {quoted}"
+    if kind == "VARCHAR":
+        # Text that could run as a spreadsheet formula carries one leading
+        # apostrophe in the CSVs (records.neutralize); tables get the value.
+        return (
+            f"CASE WHEN starts_with({quoted}, {_literal(APOSTROPHE)}) "
+            f"THEN substr({quoted}, 2) ELSE {quoted} END AS {quoted}"
+        )
     return quoted
+
+
+APOSTROPHE = "'"
 
 
 def _header(path: Path) -> list[str]:

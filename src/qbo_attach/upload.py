@@ -368,7 +368,8 @@ class Uploader:
                 request_id=job.request_id,
             )
         except RemoteError as exc:
-            exc.duration_ms = round((time.monotonic() - began) * 1000)
+            if exc.duration_ms is None:
+                exc.duration_ms = round((time.monotonic() - began) * 1000)
             if isinstance(exc, TransientError) and not self._last_attempt(number):
                 # Recorded now; the retry follows, and the last failure stands.
                 writer.write(

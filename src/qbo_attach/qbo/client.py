@@ -20,7 +20,12 @@ import tenacity
 
 from qbo_attach.errors import PermanentError, RemoteError, TransientError, UsageError
 from qbo_attach.qbo import auth
-from qbo_attach.qbo.faults import error_from_fault, error_from_response, intuit_tid
+from qbo_attach.qbo.faults import (
+    DURATION,
+    error_from_fault,
+    error_from_response,
+    intuit_tid,
+)
 from qbo_attach.qbo.limits import RealmGate, RealmLimits
 from qbo_attach.settings import Settings
 
@@ -98,17 +103,26 @@ class QboClient:
         return f"/v3/company/{self.realm_id}/{endpoint}"
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
+        """Send once the gate admits; the call's own time goes with the answer.
+
+        The time spent waiting at the gate is not the remote's: durations in
+        the run log measure only the call, from send to the whole answer.
+        """
         async with self.gate.admit():
+            began = time.monotonic()
             try:
                 response = await self.http.send(request)
-            except httpx.TimeoutException as exc:
-                raise TransientError(f"timed out: {exc!r}") from exc
             except httpx.TransportError as exc:
-                raise TransientError(f"connection failed: {exc!r}") from exc
+                timed_out = isinstance(exc, httpx.TimeoutException)
+                kind = "timed out" if timed_out else "connection failed"
+                lost = TransientError(f"{kind}: {exc!r}")
+                lost.duration_ms = _since(began)
+                raise lost from exc
+            response.extensions[DURATION] = _since(began)
         if response.status_code == 429:
-            error = error_from_response(response)
-            self.gate.throttled(error.retry_after)
-            raise error
+            throttled = error_from_response(response)
+            self.gate.throttled(throttled.retry_after)
+            raise throttled
         return response
 
     async def query(self, statement: str) -> dict[str, Any]:
@@ -234,12 +248,14 @@ class QboClient:
                 "file_content_01": (file_name, content, content_type),
             },
         )
-        began = time.monotonic()
         response = await self._send(request)
-        duration_ms = round((time.monotonic() - began) * 1000)
         if response.status_code != 200:
             raise error_from_response(response)
-        return _upload_result(response, duration_ms)
+        return _upload_result(response, response.extensions[DURATION])
+
+
+def _since(began: float) -> int:
+    return round((time.monotonic() - began) * 1000)
 
 
 def _upload_result(response: httpx.Response, duration_ms: int) -> UploadResult:

@@ -15,6 +15,8 @@ import httpx
 
 from qbo_attach.errors import PermanentError, RemoteError, TransientError
 
+# The key under which the client leaves a call's duration on its response.
+DURATION = "qbo_attach.duration_ms"
 TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
 _XML_CODE = re.compile(r"<Error[^>]*\bcode=\"([^\"]*)\"")
 _XML_DETAIL = re.compile(r"<Detail>(.*?)</Detail>", re.DOTALL)
@@ -31,24 +33,28 @@ def error_from_response(response: httpx.Response) -> RemoteError:
     """The exception for a non-2xx answer: transient or permanent, with its code."""
     code, detail = _describe(response)
     cls = TransientError if response.status_code in TRANSIENT_STATUS else PermanentError
-    return cls(
+    error = cls(
         f"HTTP {response.status_code}: {detail}",
         status_code=response.status_code,
         error_code=code,
         intuit_tid=intuit_tid(response),
         retry_after=_retry_after(response),
     )
+    error.duration_ms = response.extensions.get(DURATION)
+    return error
 
 
 def error_from_fault(fault: dict[str, Any], response: httpx.Response) -> PermanentError:
     """The exception for a Fault object found inside a successful answer."""
     code, detail = _fault_details(fault)
-    return PermanentError(
+    error = PermanentError(
         f"{fault.get('type', 'Fault')}: {detail}",
         status_code=response.status_code,
         error_code=code,
         intuit_tid=intuit_tid(response),
     )
+    error.duration_ms = response.extensions.get(DURATION)
+    return error
 
 
 def _describe(response: httpx.Response) -> tuple[str, str]:

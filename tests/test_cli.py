@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import json
 import os
 import socket
 import subprocess
@@ -360,3 +361,25 @@ def test_verify_again_reports_drift(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "Changes since the previous verification" in result.output
     assert f"vanished: {gone}" in result.output
+
+
+def test_json_log_has_one_event_per_file_and_no_secret(tmp_path: Path) -> None:
+    """--log-format json: a parseable event per file with its key and outcome."""
+    invoke(tmp_path, "demo-data", "--attachments", "40")
+    log_file = tmp_path / "events.jsonl"
+    result = invoke(
+        tmp_path, "--log-format", "json", "--log-file", str(log_file), "run"
+    )
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in log_file.read_text().splitlines()]
+    outcomes = [e for e in events if e["event"] == "attachment_outcome"]
+    ok = sum(
+        r["status"] == "ok"
+        for r in rows(tmp_path / "logs" / "mapping_verification_log.csv")
+    )
+    assert len(outcomes) == ok
+    first = outcomes[0]
+    assert {"qbo_entity_type", "qbo_entity_id", "file_name", "outcome"} <= set(first)
+    assert first["outcome"] == "success"
+    assert isinstance(first["duration_ms"], int)
+    assert "Bearer" not in log_file.read_text()

@@ -260,9 +260,26 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
 @click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="qbo-attach")
 @click.option("-v", "--verbose", is_flag=True, help="Log each step, not only problems.")
-def main(verbose: bool) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    envvar="QBO_LOG_FORMAT",
+    show_default=True,
+    help="json: one JSON object per event (every file's outcome included).",
+)
+@click.option(
+    "--log-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write the log here instead of stderr.",
+)
+def main(verbose: bool, log_format: str, log_file: Path | None) -> None:
     """Move attached documents from QuickBooks Desktop into QuickBooks Online."""
-    configure_logging(logging.INFO if verbose else logging.WARNING)
+    json_lines = log_format == "json"
+    # Machines reading JSON want every event; people reading text, problems.
+    level = logging.INFO if verbose or json_lines else logging.WARNING
+    configure_logging(level, json_lines=json_lines, log_file=log_file)
     # Before the subcommand reads its options, so a .env can set any of them;
     # variables already in the environment win.
     dotenv.load_dotenv(Path.cwd() / ".env", override=False)

@@ -7,10 +7,14 @@ whenever stderr is not a terminal (a pipe, a file, CI).
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -82,9 +86,58 @@ def upload_progress(total: int, *, enabled: bool) -> Iterator[UploadProgress]:
         yield UploadProgress(progress, task)
 
 
-def configure_logging(level: int) -> None:
-    """Send log records to stderr through the console the progress bar uses."""
-    handler = RichHandler(
-        console=err_console, show_path=False, show_time=False, markup=False
-    )
-    logging.basicConfig(level=level, handlers=[handler], format="%(message)s")
+class JsonLines(logging.Formatter):
+    """One JSON object per event: a stable name, its fields, never secrets.
+
+    The event name comes from ``extra={"event": ...}`` (the message's
+    template otherwise) and the fields from ``extra={"fields": {...}}``; the
+    library puts only keys, outcomes, codes and durations there.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        event = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "event": getattr(record, "event", record.msg),
+            "logger": record.name,
+            "message": record.getMessage(),
+            **getattr(record, "fields", {}),
+        }
+        return json.dumps(event, default=str)
+
+
+_installed: list[logging.Handler] = []
+
+
+def configure_logging(
+    level: int, *, json_lines: bool = False, log_file: Path | None = None
+) -> None:
+    """Send log records to stderr (or ``log_file``), as text or JSON lines.
+
+    Text goes through the console the progress bar uses, so log lines print
+    above the bar instead of through it.
+    """
+    handler: logging.Handler
+    if log_file is not None:
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+    elif json_lines:
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        handler = RichHandler(
+            console=err_console, show_path=False, show_time=False, markup=False
+        )
+    if json_lines:
+        handler.setFormatter(JsonLines())
+    root = logging.getLogger()
+    # Replace only the handler this function installed before: a second
+    # command in one process (tests) must not log twice, and handlers others
+    # installed (a test's log capture) stay.
+    while _installed:
+        old = _installed.pop()
+        root.removeHandler(old)
+        old.close()
+    _installed.append(handler)
+    root.addHandler(handler)
+    root.setLevel(level)

@@ -244,6 +244,7 @@ class Uploader:
                     row, runlog.RECONCILED, qbo_attachable_id=match.attachable_id
                 )
                 writer.write(event)
+                _log_outcome(event)
 
     async def _all_remote(self) -> dict[Key, list[Attachable]]:
         """Every attachable of the company, by key."""
@@ -278,6 +279,7 @@ class Uploader:
                 # finished 170,000-file migration would spend minutes in fsync.
                 writer.write(event, sync=False)
                 writer.write_dup(event)
+                _log_outcome(event)
                 self._finish(event.outcome)
             elif not self._wanted(index, row.key) or (
                 self.options.limit is not None and uploads >= self.options.limit
@@ -395,6 +397,7 @@ class Uploader:
             duration_ms=result.duration_ms,
         )
         writer.write(event)
+        _log_outcome(event)
         self._finish(event.outcome)
 
     def _read_checked(self, row: VerificationRow) -> bytes | RunLogRow:
@@ -446,9 +449,16 @@ class Uploader:
         writer.write(event)
         writer.write_error(event)
         self._finish(event.outcome)
-        log.warning("%s %s: %s", event.outcome, event.file_path, event.error)
+        log.warning(
+            "%s %s: %s",
+            event.outcome,
+            event.file_path,
+            event.error,
+            extra=_event_fields("attachment_failed", event),
+        )
 
     def _finish(self, outcome: str) -> None:
+        """Count a file's final outcome (its row is already in the run log)."""
         self.summary.outcomes[outcome] += 1
         self._progress(outcome)
         limit = self.options.max_failures
@@ -462,6 +472,37 @@ class Uploader:
         return RunLogRow.for_file(
             row, ts=now(), run_id=self.summary.run_id, outcome=outcome, **fields
         )
+
+
+def _log_outcome(event: RunLogRow) -> None:
+    """Log a file that ended well, as a machine-readable event when asked."""
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "%s %s",
+            event.outcome,
+            event.file_path,
+            extra=_event_fields("attachment_outcome", event),
+        )
+
+
+def _event_fields(name: str, event: RunLogRow) -> dict[str, object]:
+    """What a machine-readable log line says about one file: no secrets."""
+    return {
+        "event": name,
+        "fields": {
+            "run_id": event.run_id,
+            "qbo_entity_type": event.qbo_entity_type,
+            "qbo_entity_id": event.qbo_entity_id,
+            "file_name": event.file_name,
+            "file_path": event.file_path,
+            "outcome": event.outcome,
+            "attempt": event.attempt,
+            "status_code": event.status_code,
+            "error_code": event.error_code,
+            "intuit_tid": event.intuit_tid,
+            "duration_ms": event.duration_ms,
+        },
+    }
 
 
 def _matching(candidates: list[Attachable], row: VerificationRow) -> Attachable | None:

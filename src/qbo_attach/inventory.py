@@ -579,12 +579,12 @@ def _csv_text(rows: list[_Row]) -> str:
         for a, b, c, d, e, f, g, h, i in rows
     ]
     text = "".join(lines)
-    if _is_plain(text, len(lines)) and not _may_run_as_formula("\n" + text):
+    if _is_plain(text, len(lines)) and not _may_run_as_formula(text):
         return text
     return "".join(
         [
             line
-            if _is_plain(line, 1) and not _may_run_as_formula("\n" + line)
+            if _is_plain(line, 1) and not _may_run_as_formula(line)
             else _quoted(row)
             for row, line in zip(rows, lines, strict=True)
         ]
@@ -592,17 +592,24 @@ def _csv_text(rows: list[_Row]) -> str:
 
 
 def _may_run_as_formula(text: str) -> bool:
-    """Whether a cell of plain lines (each after a newline) starts like a formula.
+    """Whether a cell of plain lines might start like a formula; no false no.
 
-    In plain lines every cell starts after a comma or a newline; checking the
-    whole text for those pairs costs far less than a look at every cell. A
-    carriage return is left out: plain lines hold one, ending the line, and a
-    cell holding another is not plain anyway.
+    In plain lines every cell starts at the start of a line or after a comma.
+    The characters that start a formula are rare in names, and one scan for
+    a single character costs little, so any of them anywhere sends the text
+    the slow, exact way; only the hyphen, common inside ids and dates, is
+    looked for where a cell starts. A carriage return is left out: plain
+    lines hold one, ending the line, and a cell holding another is not plain.
     """
-    return any(f",{start}" in text or f"\n{start}" in text for start in _CELL_STARTS)
+    return (
+        text.startswith(FORMULA_STARTS)
+        or any(start in text for start in _RARE_STARTS)
+        or ",-" in text
+        or "\n-" in text
+    )
 
 
-_CELL_STARTS = tuple(start for start in FORMULA_STARTS if start != "\r")
+_RARE_STARTS = tuple(start for start in FORMULA_STARTS if start not in "\r-")
 
 
 def _is_plain(text: str, count: int) -> bool:

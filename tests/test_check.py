@@ -22,6 +22,7 @@ from qbo_attach.layout import Layout
 from qbo_attach.qbo.client import QboClient
 from qbo_attach.records import CheckRow, RunLogRow, VerificationRow, read_csv, write_csv
 from qbo_attach.settings import Settings
+from tests.uploadkit import make_settings
 
 REALM = "9341452810"
 CREATED = "2024-05-02T10:00:00-07:00"
@@ -31,12 +32,7 @@ T = TypeVar("T")
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        files_dir=tmp_path / "files",
-        log_dir=tmp_path / "logs",
-        realm_id=REALM,
-    )
+    return make_settings(tmp_path, REALM)
 
 
 def verified(

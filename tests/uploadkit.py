@@ -18,12 +18,13 @@ from qbo_attach.settings import Settings
 REALM = "123"
 
 
-def make_settings(tmp_path: Path) -> Settings:
+def make_settings(tmp_path: Path, realm_id: str = REALM) -> Settings:
+    """Settings with every folder under ``tmp_path``."""
     return Settings(
         data_dir=tmp_path / "data",
         files_dir=tmp_path / "files",
         log_dir=tmp_path / "logs",
-        realm_id=REALM,
+        realm_id=realm_id,
     )
 
 

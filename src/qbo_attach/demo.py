@@ -14,7 +14,7 @@ import itertools
 import random
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from qbo_attach.errors import UsageError
@@ -74,7 +74,6 @@ class DemoStats:
     excluded_files: int = 0
     mapping_rows: int = 0
     bytes: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, ClassVar, Self, TypeVar
+from typing import IO, Any, Self, TypeVar
 
 from qbo_attach.errors import InputError, StorageError, UsageError
 
@@ -35,8 +35,6 @@ class InventoryRow:
     sha256: str
     problem: str
 
-    artifact: ClassVar[str] = "attachments_inventory.csv"
-
 
 @dataclass(frozen=True, slots=True)
 class MappingRow:
@@ -47,8 +45,6 @@ class MappingRow:
     qbo_entity_type: str
     qbo_entity_id: str
     qbdt_exportable_id: str
-
-    artifact: ClassVar[str] = "mapping_export.csv"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +64,6 @@ class VerificationRow:
     qbo_entity_id: str
     status: str
     reason: str
-
-    artifact: ClassVar[str] = "mapping_verification_log.csv"
 
     @classmethod
     def from_inventory(
@@ -118,8 +112,6 @@ class RunLogRow:
     qbo_attachable_id: str
     duration_ms: int | None
     outcome: str
-
-    artifact: ClassVar[str] = "qbo_attach_runlog.csv"
 
     @classmethod
     def for_file(
@@ -174,10 +166,7 @@ class CheckRow:
     file_path: str
     detail: str
 
-    artifact: ClassVar[str] = "qbo_attach_check.csv"
 
-
-Record = InventoryRow | MappingRow | VerificationRow | RunLogRow | CheckRow
 R = TypeVar("R", InventoryRow, MappingRow, VerificationRow, RunLogRow, CheckRow)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import tenacity
 
-from qbo_attach.errors import PermanentError, RemoteError, TransientError, UsageError
+from qbo_attach.errors import PermanentError, TransientError, UsageError
 from qbo_attach.qbo import auth
 from qbo_attach.qbo.faults import (
     DURATION,
@@ -347,4 +347,4 @@ async def open_client(
             close()
 
 
-__all__ = ["Attachable", "QboClient", "RemoteError", "UploadResult", "open_client"]
+__all__ = ["Attachable", "QboClient", "UploadResult", "open_client"]
